@@ -1,0 +1,280 @@
+"""The vocabulary every layer shares: small frozen records, no behaviour beyond derived properties.
+
+Sources build these, the engine turns sequences of them into rates and history, and the UI,
+`netdash dump` and the tests consume them. Everything here is plain data and JSON-serialisable
+through :func:`netdash.record.to_jsonable`, so a recorded sample can stand in for a live source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# Kernel TCP states, include/net/tcp_states.h. UDP and UNIX sockets reuse the same numbers
+# (TCP_ESTABLISHED for connected, TCP_CLOSE for unconnected, TCP_LISTEN for listening).
+TCP_STATES: dict[int, str] = {
+    1: "ESTABLISHED",
+    2: "SYN_SENT",
+    3: "SYN_RECV",
+    4: "FIN_WAIT1",
+    5: "FIN_WAIT2",
+    6: "TIME_WAIT",
+    7: "CLOSE",
+    8: "CLOSE_WAIT",
+    9: "LAST_ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+    12: "NEW_SYN_RECV",
+}
+
+#: What UDP and UNIX sockets are called in each kernel state (as `ss` names them).
+DATAGRAM_STATES: dict[int, str] = {1: "ESTABLISHED", 7: "UNCONN", 10: "LISTEN"}
+
+#: States shown in the summary line, in the order an SRE reads them.
+SUMMARY_STATES: tuple[str, ...] = (
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "CLOSING",
+)
+
+#: Why a socket has no owner process. Inode 0 is the kernel saying "no file refers to me".
+NO_OWNER_TIME_WAIT = "no owner: TIME_WAIT sockets are kept by the kernel, not a process"
+NO_OWNER_REQUEST = "no owner: connection request (SYN_RECV), not yet accepted"
+NO_OWNER_NOT_ACCEPTED = "no owner: not yet accept()ed by the listening process"
+NO_OWNER_ORPHAN = "no owner: closed by its process, the kernel is finishing it"
+NO_OWNER_NEEDS_ROOT = "needs root: owned by another user's process"
+NO_OWNER_UNKNOWN = "no owner found: kernel socket, or its process just closed it"
+
+
+@dataclass(frozen=True, slots=True)
+class TcpInfo:
+    """The fields of ``struct tcp_info`` (linux/tcp.h) that netdash shows.
+
+    Times are in microseconds as the kernel reports them. Fields added to the struct after
+    Linux 4.x are ``None`` when the kernel's struct is too short to hold them.
+    """
+
+    ca_state: int
+    retransmits: int  # retransmissions of the segment in flight now (ss "retrans:X/...")
+    probes: int
+    backoff: int
+    options: int
+    snd_wscale: int
+    rcv_wscale: int
+    rto_us: int
+    ato_us: int
+    snd_mss: int
+    rcv_mss: int
+    unacked: int
+    sacked: int
+    lost: int
+    retrans: int  # segments retransmitted and not yet acknowledged
+    pmtu: int
+    rcv_ssthresh: int
+    rtt_us: int
+    rttvar_us: int
+    snd_ssthresh: int
+    snd_cwnd: int
+    advmss: int
+    reordering: int
+    rcv_rtt_us: int
+    rcv_space: int
+    total_retrans: int
+    pacing_rate: int | None = None
+    bytes_acked: int | None = None
+    bytes_received: int | None = None
+    segs_out: int | None = None
+    segs_in: int | None = None
+    notsent_bytes: int | None = None
+    min_rtt_us: int | None = None
+    data_segs_in: int | None = None
+    data_segs_out: int | None = None
+    delivery_rate: int | None = None
+    busy_time_us: int | None = None
+    bytes_sent: int | None = None
+    bytes_retrans: int | None = None
+
+    @property
+    def rtt_ms(self) -> float:
+        return self.rtt_us / 1000.0
+
+    @property
+    def rttvar_ms(self) -> float:
+        return self.rttvar_us / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class MemInfo:
+    """``INET_DIAG_SKMEMINFO`` / ``UNIX_DIAG_MEMINFO``: the socket's buffer accounting (ss -m)."""
+
+    rmem_alloc: int
+    rcvbuf: int
+    wmem_alloc: int
+    sndbuf: int
+    fwd_alloc: int
+    wmem_queued: int
+    optmem: int
+    backlog: int
+    drops: int | None = None
+
+
+#: ``idiag_timer`` values (net/ipv4/inet_diag.c) as `ss -o` names them.
+TIMER_NAMES: dict[int, str] = {1: "on", 2: "keepalive", 3: "timewait", 4: "persist"}
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """The `ss -o` timer: which timer is armed, when it fires, and how often it already fired."""
+
+    name: str
+    expires_ms: int
+    retrans: int
+
+
+@dataclass(frozen=True, slots=True)
+class Socket:
+    """One TCP, UDP or UNIX socket as the kernel reports it, without its owners.
+
+    Owners are joined through :class:`SocketSample` (inode -> owners) rather than stored here,
+    so a sample of 100,000 sockets never has to copy records to attach them.
+    Addresses are bare RFC 5952 text (``::1``, ``127.0.0.1``); an unconnected remote is ``None``.
+    For UNIX sockets ``local_addr`` is the path, ``@name`` for abstract names, ``None`` if unnamed.
+    """
+
+    proto: str  # "tcp" | "udp" | "unix"
+    family: str  # "inet" | "inet6" | "unix"
+    state: str  # a TCP_STATES / DATAGRAM_STATES name
+    local_addr: str | None
+    local_port: int | None
+    remote_addr: str | None
+    remote_port: int | None
+    recv_q: int
+    send_q: int
+    inode: int
+    uid: int | None = None
+    interface: str | None = None  # the bound device (SO_BINDTODEVICE), as in 127.0.0.1%lo
+    sock_type: str | None = None  # UNIX only: "stream" | "dgram" | "seqpacket"
+    peer_inode: int | None = None  # UNIX only
+    cookie: int = 0
+    timer: Timer | None = None
+    tcp: TcpInfo | None = None
+    mem: MemInfo | None = None
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """Stable identity across samples (DESIGN.md, "Stable row identity").
+
+        The address tuple, not the inode: a socket's inode is 0 until accept() and again in
+        TIME_WAIT, so an inode change is a change, not a new row. Listening and unconnected
+        sockets add the inode because SO_REUSEPORT lets several share one address.
+        """
+        if self.proto == "unix":
+            return ("unix", self.inode)
+        base = (
+            self.proto,
+            self.family,
+            self.local_addr,
+            self.local_port,
+            self.remote_addr,
+            self.remote_port,
+            self.interface,
+        )
+        if self.state in ("LISTEN", "UNCONN"):
+            return (*base, self.inode)
+        return base
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """A process holding a file descriptor on a socket."""
+
+    pid: int
+    fd: int
+    comm: str
+    uid: int | None = None
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class SocketSample:
+    """One moment of the socket table, with the owner join and an honest account of its gaps.
+
+    ``sources`` says, per protocol, where the records came from ("sock_diag" or "/proc/net");
+    ``gaps`` lists, in words for humans, the fields that source cannot fill.
+    ``owners_complete`` is False when permissions hid other users' file descriptors (not root).
+    """
+
+    sockets: tuple[Socket, ...]
+    owners: Mapping[int, tuple[Owner, ...]] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
+    gaps: tuple[str, ...] = ()
+    owners_complete: bool = True
+    taken_at: float = 0.0  # time.monotonic() when the sample finished
+    wall_time: float = 0.0  # time.time() at the same moment
+
+    def owners_of(self, sock: Socket) -> tuple[Owner, ...]:
+        if not sock.inode:
+            return ()
+        return self.owners.get(sock.inode, ())
+
+    def no_owner_reason(self, sock: Socket) -> str | None:
+        """Why ``sock`` has no owner, or None when it has one."""
+        if sock.inode and sock.inode in self.owners:
+            return None
+        return no_owner_reason(sock, owners_complete=self.owners_complete)
+
+
+def no_owner_reason(sock: Socket, *, owners_complete: bool) -> str:
+    """Explain a missing owner the way DESIGN.md asks: never a bare "unknown"."""
+    if not sock.inode:
+        if sock.state == "TIME_WAIT":
+            return NO_OWNER_TIME_WAIT
+        if sock.state in ("SYN_RECV", "NEW_SYN_RECV"):
+            return NO_OWNER_REQUEST
+        if sock.state in ("FIN_WAIT1", "FIN_WAIT2", "LAST_ACK", "CLOSING"):
+            return NO_OWNER_ORPHAN
+        return NO_OWNER_NOT_ACCEPTED
+    if not owners_complete:
+        return NO_OWNER_NEEDS_ROOT
+    return NO_OWNER_UNKNOWN
+
+
+@dataclass(frozen=True, slots=True)
+class HostInfo:
+    """What the header line says about where netdash is looking."""
+
+    hostname: str
+    kernel: str
+    netns: str  # "host" or the namespace name / "pid 1234"
+    is_root: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """What the Process screen shows about one process (keyed by pid and start time)."""
+
+    pid: int
+    ppid: int | None
+    comm: str
+    user: str | None
+    uid: int | None
+    state: str | None
+    start_time: float | None  # seconds since the epoch
+    cmdline: tuple[str, ...] | None
+    exe: str | None
+    cwd: str | None
+    threads: int | None
+    fds: int | None
+    fd_soft_limit: int | None
+    fd_hard_limit: int | None
+    cpu_percent: float | None
+    rss: int | None
+    cgroup: str | None
+    denied: tuple[str, ...] = ()  # fields hidden by permissions ("exe", "cwd", "fds" ...)
