@@ -167,28 +167,34 @@ class Socket:
     tcp: TcpInfo | None = None
     mem: MemInfo | None = None
 
-    @property
-    def key(self) -> tuple[object, ...]:
-        """Stable identity across samples (DESIGN.md, "Stable row identity").
+    key: tuple[object, ...] = field(init=False, compare=False, repr=False)
 
-        The address tuple, not the inode: a socket's inode is 0 until accept() and again in
-        TIME_WAIT, so an inode change is a change, not a new row. Listening and unconnected
-        sockets add the inode because SO_REUSEPORT lets several share one address.
-        """
-        if self.proto == "unix":
-            return ("unix", self.inode)
-        base = (
-            self.proto,
-            self.family,
-            self.local_addr,
-            self.local_port,
-            self.remote_addr,
-            self.remote_port,
-            self.interface,
-        )
-        if self.state in ("LISTEN", "UNCONN"):
-            return (*base, self.inode)
-        return base
+    def __post_init__(self) -> None:
+        # Computed once per record: the engine indexes 100,000 sockets by key every tick.
+        object.__setattr__(self, "key", socket_key(self))
+
+
+def socket_key(sock: Socket) -> tuple[object, ...]:
+    """Stable identity across samples (DESIGN.md, "Stable row identity").
+
+    The address tuple, not the inode: a socket's inode is 0 until accept() and again in TIME_WAIT,
+    so an inode change is a change, not a new row. Listening and unconnected sockets add the inode
+    because SO_REUSEPORT lets several share one address.
+    """
+    if sock.proto == "unix":
+        return ("unix", sock.inode)
+    base = (
+        sock.proto,
+        sock.family,
+        sock.local_addr,
+        sock.local_port,
+        sock.remote_addr,
+        sock.remote_port,
+        sock.interface,
+    )
+    if sock.state in ("LISTEN", "UNCONN"):
+        return (*base, sock.inode)
+    return base
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,334 @@
+"""The only place that knows about time: scheduling, diffs, rates and history.
+
+Sources return what the kernel says *now*; the engine remembers what it said before. It runs each
+source on its own interval in its own thread (a slow source delays only itself), turns counters
+into rates from monotonic timestamps (a counter that goes backwards is a reset, never a negative
+rate), keeps bounded history, and hands each result to a callback. No Textual here: `netdash dump`
+and the tests use the engine exactly as the TUI does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from netdash.model import SUMMARY_STATES, Socket, SocketSample
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: History is kept for at least this long whatever the interval (the summary's sparklines).
+HISTORY_SECONDS = 600.0
+#: Ring buffers never grow past this many points, even at a tiny interval.
+HISTORY_MAX_POINTS = 36_000
+
+
+def history_points(interval: float, seconds: float = HISTORY_SECONDS) -> int:
+    """How many samples cover ``seconds`` at ``interval`` (bounded both ways)."""
+    return max(2, min(HISTORY_MAX_POINTS, math.ceil(seconds / interval) + 1))
+
+
+# --------------------------------------------------------------------------------------- diffs
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    """What changed between two samples, by stable key."""
+
+    added: tuple[Hashable, ...] = ()
+    removed: tuple[Hashable, ...] = ()
+    changed: tuple[Hashable, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+
+def diff_by_key(old: Mapping[Hashable, object], new: Mapping[Hashable, object]) -> Diff:
+    """Added, removed and changed keys. Identical objects are skipped before comparing values.
+
+    Sources reuse the record of a socket whose bytes did not change, so at 100,000 sockets most
+    comparisons end at the cheap identity test.
+    """
+    added = tuple(key for key in new if key not in old)
+    removed = tuple(key for key in old if key not in new)
+    changed = []
+    for key, value in new.items():
+        previous = old.get(key, value)
+        if previous is not value and previous != value:
+            changed.append(key)
+    return Diff(added, removed, tuple(changed))
+
+
+# --------------------------------------------------------------------------------------- rates
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRate:
+    """TCP payload bytes per second: ``rx`` from ``tcpi_bytes_received``, ``tx`` from
+    ``tcpi_bytes_acked`` (what the peer confirmed, so retransmissions are not counted twice)."""
+
+    rx: float
+    tx: float
+
+
+def counter_rate(previous: int | None, current: int | None, seconds: float) -> float | None:
+    """Per-second rate of a monotonically increasing counter, or None when it cannot be known.
+
+    None when either reading is missing, no time passed, or the counter went backwards (a reset:
+    a new connection under the same key, a counter cleared). Never negative.
+    """
+    if previous is None or current is None or seconds <= 0 or current < previous:
+        return None
+    return (current - previous) / seconds
+
+
+def socket_rates(
+    old: Mapping[Hashable, Socket], new: Mapping[Hashable, Socket], seconds: float
+) -> dict[Hashable, ByteRate]:
+    """Byte rates of the TCP sockets present in both samples (others have no rate yet)."""
+    rates: dict[Hashable, ByteRate] = {}
+    for key, sock in new.items():
+        info = sock.tcp
+        if info is None:
+            continue
+        before = old.get(key)
+        if before is None or before.tcp is None:
+            continue
+        if before is sock:
+            rates[key] = ByteRate(0.0, 0.0)
+            continue
+        rx = counter_rate(before.tcp.bytes_received, info.bytes_received, seconds)
+        tx = counter_rate(before.tcp.bytes_acked, info.bytes_acked, seconds)
+        if rx is not None and tx is not None:
+            rates[key] = ByteRate(rx, tx)
+    return rates
+
+
+# ------------------------------------------------------------------------------------- history
+
+
+class History:
+    """Bounded ring buffers of per-state socket counts, one point per sample."""
+
+    def __init__(self, points: int) -> None:
+        self.points = points
+        self._series: dict[str, deque[int]] = {}
+        self._times: deque[float] = deque(maxlen=points)
+
+    def append(self, at: float, counts: Mapping[str, int]) -> None:
+        length = len(self._times)
+        for name in counts.keys() - self._series.keys():
+            # A state seen for the first time had zero sockets at every earlier point.
+            self._series[name] = deque([0] * length, maxlen=self.points)
+        for name, series in self._series.items():
+            series.append(counts.get(name, 0))
+        self._times.append(at)
+
+    def snapshot(self) -> HistorySnapshot:
+        return HistorySnapshot(
+            times=tuple(self._times),
+            series={name: tuple(values) for name, values in self._series.items()},
+        )
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+
+@dataclass(frozen=True)
+class HistorySnapshot:
+    times: tuple[float, ...] = ()
+    series: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    def value_ago(self, name: str, seconds: float) -> int | None:
+        """The count ``seconds`` before the newest point (or the oldest, if history is shorter)."""
+        values = self.series.get(name)
+        if not values or not self.times:
+            return None
+        cutoff = self.times[-1] - seconds
+        for at, value in zip(self.times, values, strict=True):
+            if at >= cutoff:
+                return value
+        return values[-1]
+
+
+def count_states(sockets: Iterable[Socket]) -> dict[str, int]:
+    """Sockets per TCP state, plus "UDP" and "UNIX" totals (the summary line's numbers)."""
+    counts = dict.fromkeys(SUMMARY_STATES, 0)
+    counts["UDP"] = 0
+    counts["UNIX"] = 0
+    for sock in sockets:
+        if sock.proto == "tcp":
+            state = "SYN_RECV" if sock.state == "NEW_SYN_RECV" else sock.state
+            counts[state] = counts.get(state, 0) + 1
+        elif sock.proto == "udp":
+            counts["UDP"] += 1
+        else:
+            counts["UNIX"] += 1
+    return counts
+
+
+# ------------------------------------------------------------------------------ the connections
+
+
+@dataclass(frozen=True)
+class ConnectionsFrame:
+    """One published moment of the Connections pane's data."""
+
+    seq: int
+    sample: SocketSample
+    by_key: Mapping[Hashable, Socket]
+    diff: Diff
+    rates: Mapping[Hashable, ByteRate]
+    counts: Mapping[str, int]
+    history: HistorySnapshot
+    interval: float
+
+
+class ConnectionsTracker:
+    """Turns successive socket samples into frames: diff, byte rates, state counts, history."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self.history = History(history_points(interval))
+        self._by_key: dict[Hashable, Socket] = {}
+        self._taken_at: float | None = None
+        self._seq = 0
+
+    def update(self, sample: SocketSample) -> ConnectionsFrame:
+        by_key = index_sockets(sample.sockets)
+        seconds = sample.taken_at - self._taken_at if self._taken_at is not None else 0.0
+        diff = diff_by_key(self._by_key, by_key)
+        rates = socket_rates(self._by_key, by_key, seconds) if seconds > 0 else {}
+        counts = count_states(sample.sockets)
+        self.history.append(sample.taken_at, counts)
+        self._by_key, self._taken_at = by_key, sample.taken_at
+        self._seq += 1
+        return ConnectionsFrame(
+            seq=self._seq,
+            sample=sample,
+            by_key=by_key,
+            diff=diff,
+            rates=rates,
+            counts=counts,
+            history=self.history.snapshot(),
+            interval=self.interval,
+        )
+
+
+def index_sockets(sockets: Iterable[Socket]) -> dict[Hashable, Socket]:
+    """Sockets by stable key; true duplicates (the same key twice) are told apart by cookie."""
+    by_key: dict[Hashable, Socket] = {}
+    for sock in sockets:
+        key = sock.key
+        if key in by_key:
+            key = (*key, "cookie", sock.cookie or sock.inode)
+        by_key[key] = sock
+    return by_key
+
+
+# ----------------------------------------------------------------------------------- scheduling
+
+
+@dataclass
+class PollerStatus:
+    """How a source is doing, for the header line: never a silent stall."""
+
+    last_ok: float | None = None
+    last_error: str | None = None
+    last_duration: float | None = None
+    runs: int = 0
+
+
+class Poller(Generic[T]):
+    """Runs ``sample`` every ``interval`` seconds in its own thread and hands results on.
+
+    Ticks never overlap: the next run is scheduled from the start of the last one, and if a run
+    took longer than the interval the next starts right after it (no burst of catch-up runs).
+    Errors are reported through ``on_error`` and the loop goes on: a failing source degrades its
+    own pane, never the app.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        sample: Callable[[], T],
+        on_result: Callable[[T], None],
+        interval: float,
+        on_error: Callable[[BaseException], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        setup: Callable[[], None] | None = None,
+    ) -> None:
+        if not interval > 0:
+            raise ValueError(f"interval must be a positive number of seconds, not {interval!r}")
+        self.name = name
+        self.interval = interval
+        self.status = PollerStatus()
+        self._sample = sample
+        self._on_result = on_result
+        self._on_error = on_error
+        self._clock = clock
+        self._setup = setup
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"netdash-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def poke(self) -> None:
+        """Run the next tick now (e.g. the user pressed refresh or changed what to sample)."""
+        self._wake.set()
+
+    def run_once(self) -> None:
+        """One tick, in the calling thread: what the loop does each interval."""
+        started = self._clock()
+        try:
+            result = self._sample()
+        except Exception as err:  # a source's failure is data for its pane, not a crash
+            self.status.last_error = str(err) or type(err).__name__
+            log.debug("poller %s failed", self.name, exc_info=True)
+            if self._on_error is not None:
+                self._on_error(err)
+            return
+        finally:
+            self.status.last_duration = self._clock() - started
+            self.status.runs += 1
+        self.status.last_ok = self._clock()
+        self.status.last_error = None
+        try:
+            self._on_result(result)
+        except Exception as err:  # a consumer's bug must not end the refresh loop either
+            log.exception("consumer of poller %s failed", self.name)
+            if self._on_error is not None:
+                self._on_error(err)
+
+    def _run(self) -> None:
+        if self._setup is not None:
+            try:
+                self._setup()
+            except Exception as err:
+                self.status.last_error = str(err)
+                if self._on_error is not None:
+                    self._on_error(err)
+                return
+        while not self._stop.is_set():
+            started = self._clock()
+            self.run_once()
+            delay = self.interval - (self._clock() - started)
+            if delay > 0:
+                self._wake.wait(delay)
+            self._wake.clear()

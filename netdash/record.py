@@ -1,0 +1,128 @@
+"""Samples to JSON and back: the recording format behind replay, UI tests and screenshots.
+
+A recording is what the real collectors saw, so a UI test or a screenshot fed from one shows the
+app as it behaves on a real machine, but deterministically. The format is a JSON object
+``{"format": "netdash-recording", "version": 1, "host": {...}, "samples": [...]}``, each sample
+holding its sockets as objects with the model's field names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from netdash.model import HostInfo, MemInfo, Owner, Socket, SocketSample, TcpInfo, Timer
+
+FORMAT = "netdash-recording"
+VERSION = 1
+
+
+def _record_to_dict(record: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in dataclasses.fields(record):
+        if not item.init:
+            continue  # derived (Socket.key): rebuilt on load
+        value = getattr(record, item.name)
+        out[item.name] = _record_to_dict(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def sample_to_dict(sample: SocketSample) -> dict[str, Any]:
+    return {
+        "sockets": [_record_to_dict(sock) for sock in sample.sockets],
+        "owners": {
+            str(inode): [_record_to_dict(o) for o in owners]
+            for inode, owners in sample.owners.items()
+        },
+        "sources": dict(sample.sources),
+        "gaps": list(sample.gaps),
+        "owners_complete": sample.owners_complete,
+        "taken_at": sample.taken_at,
+        "wall_time": sample.wall_time,
+    }
+
+
+def socket_from_dict(data: dict[str, Any]) -> Socket:
+    fields = dict(data)
+    for name, kind in (("tcp", TcpInfo), ("mem", MemInfo), ("timer", Timer)):
+        if fields.get(name) is not None:
+            fields[name] = kind(**fields[name])
+    return Socket(**fields)
+
+
+def sample_from_dict(data: dict[str, Any]) -> SocketSample:
+    return SocketSample(
+        sockets=tuple(socket_from_dict(sock) for sock in data["sockets"]),
+        owners={
+            int(inode): tuple(Owner(**o) for o in owners)
+            for inode, owners in data.get("owners", {}).items()
+        },
+        sources=data.get("sources", {}),
+        gaps=tuple(data.get("gaps", ())),
+        owners_complete=data.get("owners_complete", True),
+        taken_at=data.get("taken_at", 0.0),
+        wall_time=data.get("wall_time", 0.0),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Recording:
+    host: HostInfo
+    samples: tuple[SocketSample, ...]
+
+
+def write_recording(path: Path, host: HostInfo, samples: Iterable[SocketSample]) -> None:
+    document = {
+        "format": FORMAT,
+        "version": VERSION,
+        "host": _record_to_dict(host),
+        "samples": [sample_to_dict(sample) for sample in samples],
+    }
+    path.write_text(json.dumps(document, separators=(",", ":")))
+
+
+def read_recording(path: Path) -> Recording:
+    document = json.loads(path.read_text())
+    if document.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a netdash recording")
+    if document.get("version") != VERSION:
+        raise ValueError(
+            f"{path} is a version {document.get('version')} recording; "
+            f"this netdash reads version {VERSION}"
+        )
+    return Recording(
+        host=HostInfo(**document["host"]),
+        samples=tuple(sample_from_dict(s) for s in document["samples"]),
+    )
+
+
+class ReplaySampler:
+    """Plays recorded samples back as if they were live: one per call, holding the last one.
+
+    Timestamps are shifted onto the caller's clock so rates and "age of the sample" behave.
+    """
+
+    def __init__(self, samples: Sequence[SocketSample], clock: Any = None, loop: bool = False):
+        import time
+
+        if not samples:
+            raise ValueError("a recording with no samples cannot be replayed")
+        self._samples = samples
+        self._clock = clock or time.monotonic
+        self._loop = loop
+        self._next = 0
+        self._offset: float | None = None
+        self.finished = False
+
+    def sample(self) -> SocketSample:
+        index = self._next
+        if index >= len(self._samples):
+            index = 0 if self._loop else len(self._samples) - 1
+            self.finished = not self._loop
+        self._next = index + 1
+        recorded = self._samples[index]
+        now = self._clock()
+        return dataclasses.replace(recorded, taken_at=now)
