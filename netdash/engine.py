@@ -16,9 +16,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-from netdash.model import SUMMARY_STATES, Socket, SocketSample
+from netdash.model import SUMMARY_STATES, Owner, Socket, SocketSample
 
 log = logging.getLogger(__name__)
 
@@ -332,3 +332,64 @@ class Poller(Generic[T]):
             if delay > 0:
                 self._wake.wait(delay)
             self._wake.clear()
+
+
+# ------------------------------------------------------------------------------------- sampling
+
+
+class ConnectionsSampler:
+    """Joins the sockets source and the owner map into one :class:`SocketSample`.
+
+    Both sources keep state between calls (an open netlink socket, the inode → pid map), so one
+    sampler lives as long as the view that uses it.
+    """
+
+    def __init__(
+        self,
+        reader: SocketReaderLike,
+        owners: OwnerMapLike,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.reader = reader
+        self.owners = owners
+        self.tcp_info = True
+        self.unix = True
+        self._clock = clock
+        self._wall_clock = wall_clock
+
+    def sample(self) -> SocketSample:
+        read = self.reader.read(tcp_info=self.tcp_info, unix=self.unix)
+        self.owners.refresh({sock.inode: sock.uid for sock in read.sockets if sock.inode})
+        return SocketSample(
+            sockets=read.sockets,
+            owners=self.owners.owners(),
+            sources=read.sources,
+            gaps=read.gaps,
+            owners_complete=self.owners.complete,
+            taken_at=self._clock(),
+            wall_time=self._wall_clock(),
+        )
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+class SocketReadLike(Protocol):
+    sockets: tuple[Socket, ...]
+    sources: Mapping[str, str]
+    gaps: tuple[str, ...]
+
+
+class SocketReaderLike(Protocol):
+    def read(self, *, tcp_info: bool = True, unix: bool = True) -> SocketReadLike: ...
+
+    def close(self) -> None: ...
+
+
+class OwnerMapLike(Protocol):
+    complete: bool
+
+    def refresh(self, wanted: Mapping[int, int | None] | None = None) -> None: ...
+
+    def owners(self) -> Mapping[int, tuple[Owner, ...]]: ...

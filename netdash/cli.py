@@ -1,0 +1,180 @@
+"""Entry points: `netdash` (the TUI), `netdash dump connections --json`, `netdash record`.
+
+Exit codes: 0 success, 1 a failure (a one-line message on stderr), 2 a usage error. Textual is
+imported only for the TUI, so `dump` starts as fast as a small script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from netdash import __version__
+from netdash.sources.errors import SourceError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"the interval must be more than 0 seconds, not {text}")
+    if value < 0.1:
+        raise argparse.ArgumentTypeError("the interval must be at least 0.1 seconds")
+    return value
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a positive whole number")
+    return int(text)
+
+
+def add_netns_options(parser: argparse.ArgumentParser, *, sub: bool = False) -> None:
+    """--netns / --netns-pid, accepted before or after the subcommand.
+
+    On subcommands the default is SUPPRESS: otherwise argparse would overwrite a value given
+    before the subcommand with the subcommand's default None.
+    """
+    default = argparse.SUPPRESS if sub else None
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--netns",
+        metavar="NAME",
+        default=default,
+        help="sample this network namespace (a name from `ip netns list`; needs root)",
+    )
+    group.add_argument(
+        "--netns-pid",
+        metavar="PID",
+        type=positive_int,
+        default=default,
+        help="sample the network namespace of process PID (e.g. a container)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netdash",
+        description="A live terminal dashboard of the network stack: sockets and their owners.",
+    )
+    parser.add_argument("--version", action="version", version=f"netdash {__version__}")
+    parser.add_argument(
+        "--interval",
+        type=positive_seconds,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between samples (default 1)",
+    )
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        metavar="FILE",
+        help="show a recording made with `netdash record` instead of live data",
+    )
+    add_netns_options(parser)
+    commands = parser.add_subparsers(dest="command")
+
+    dump = commands.add_parser("dump", help="print one sample and exit")
+    dump_what = dump.add_subparsers(dest="what", required=True)
+    connections = dump_what.add_parser("connections", help="TCP, UDP and UNIX sockets")
+    connections.add_argument(
+        "--json", action="store_true", required=True, help="JSON output (the only format for now)"
+    )
+    connections.add_argument("--no-unix", action="store_true", help="leave UNIX sockets out")
+    add_netns_options(connections, sub=True)
+
+    record = commands.add_parser("record", help="record samples to a file for --replay")
+    record.add_argument("output", type=Path, help="file to write")
+    record.add_argument("--samples", type=positive_int, default=5)
+    record.add_argument("--interval", type=positive_seconds, default=1.0, dest="record_interval")
+    add_netns_options(record, sub=True)
+    return parser
+
+
+def netns_target(args: argparse.Namespace):  # -> NetnsTarget
+    from netdash.netns import resolve_netns
+
+    return resolve_netns(getattr(args, "netns", None), getattr(args, "netns_pid", None))
+
+
+def open_sampler(args: argparse.Namespace):  # -> ConnectionsSampler
+    from netdash.engine import ConnectionsSampler
+    from netdash.sources.owners import OwnerMap
+    from netdash.sources.sockets import SocketReader
+
+    return ConnectionsSampler(SocketReader(netns=netns_target(args)), OwnerMap())
+
+
+def run_dump(args: argparse.Namespace) -> int:
+    from netdash.dump import sample_to_json
+
+    sampler = open_sampler(args)
+    try:
+        sampler.unix = not args.no_unix
+        sample = sampler.sample()
+    finally:
+        sampler.close()
+    out = sys.stdout
+    json.dump(sample_to_json(sample, unix=not args.no_unix), out, separators=(",", ":"))
+    out.write("\n")
+    return EXIT_OK
+
+
+def run_record(args: argparse.Namespace) -> int:
+    import time
+
+    from netdash.record import write_recording
+    from netdash.sources.host import read_host_info
+
+    target = netns_target(args)
+    sampler = open_sampler(args)
+    samples = []
+    try:
+        for index in range(args.samples):
+            if index:
+                time.sleep(args.record_interval)
+            samples.append(sampler.sample())
+    finally:
+        sampler.close()
+    write_recording(args.output, read_host_info(target.label), samples)
+    print(f"wrote {len(samples)} samples to {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_tui(args: argparse.Namespace) -> int:
+    from netdash.ui.app import run_app
+
+    return run_app(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "dump":
+            return run_dump(args)
+        if args.command == "record":
+            return run_record(args)
+        return run_tui(args)
+    except SourceError as err:
+        print(f"netdash: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK  # `netdash dump ... | head` is not a failure
+    except OSError as err:
+        print(f"netdash: {err.strerror or err}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The Textual application: a status line, the panes, a footer; sampling happens elsewhere.
+
+The app is built from a *sampler* (anything with ``sample() -> SocketSample``), so tests and the
+screenshot script run the real UI on recorded samples, and the live app on the real kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import Footer
+
+from netdash.engine import ConnectionsTracker, Poller
+from netdash.model import HostInfo, SocketSample
+from netdash.ui.messages import ConnectionsUpdated, SourceFailed
+from netdash.ui.panes.connection_rows import ConnectionsFeed, ConnectionsUpdate
+from netdash.ui.panes.connections import ConnectionsPane
+from netdash.ui.screens.help import HelpScreen
+from netdash.ui.screens.owner_chooser import OwnerChooser
+from netdash.ui.screens.process import ProcessScreen
+from netdash.ui.screens.socket_detail import SocketDetailScreen
+from netdash.ui.widgets.status_line import StatusLine
+
+
+class Sampler(Protocol):
+    unix: bool
+
+    def sample(self) -> SocketSample: ...
+
+    def close(self) -> None: ...
+
+
+class NetdashApp(App[int]):
+    CSS_PATH = "netdash.tcss"
+    TITLE = "netdash"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark", "help", "Help"),
+        Binding("p", "toggle_pause", "Pause"),
+        Binding("escape", "back", "Back", show=False),
+    ]
+
+    def __init__(
+        self,
+        sampler: Sampler,
+        host: HostInfo,
+        interval: float = 1.0,
+        *,
+        autostart: bool = True,
+    ) -> None:
+        super().__init__()
+        self.sampler = sampler
+        self.host = host
+        self.interval = interval
+        self.tracker = ConnectionsTracker(interval)
+        self.feed = ConnectionsFeed()
+        self.paused = False
+        self.poller: Poller[ConnectionsUpdate | None] = Poller(
+            "connections",
+            self._sample_in_thread,
+            self._publish,
+            interval,
+            on_error=self._report_error,
+        )
+        self._autostart = autostart
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(self.host, self.interval, id="status")
+        yield ConnectionsPane(self.feed, self.host, id="connections")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sampler.unix = False
+        if self._autostart:
+            self.poller.start()
+
+    def on_unmount(self) -> None:
+        self.poller.stop()
+        self.sampler.close()
+
+    # -- the sampling thread -------------------------------------------------------------------
+
+    def _sample_in_thread(self) -> ConnectionsUpdate | None:
+        """Sample, track and build rows: everything but painting, off the event loop."""
+        frame = self.tracker.update(self.sampler.sample())
+        return self.feed.consume(frame)
+
+    def _publish(self, update: ConnectionsUpdate | None) -> None:
+        if update is not None:
+            self.post_message(ConnectionsUpdated(update))
+
+    def _report_error(self, err: BaseException) -> None:
+        self.post_message(SourceFailed("connections", str(err) or type(err).__name__))
+
+    def sample_now(self) -> None:
+        """Run one tick in the calling thread (tests, replay) and deliver it."""
+        self.poller.run_once()
+
+    # -- messages ------------------------------------------------------------------------------
+
+    @on(ConnectionsUpdated)
+    def _apply(self, message: ConnectionsUpdated) -> None:
+        update = message.update
+        pane = self.query_one(ConnectionsPane)
+        pane.apply_update(update)
+        status = self.query_one(StatusLine)
+        status.sources = update.frame.sample.sources
+        status.sampled_at = update.frame.sample.taken_at
+        status.shown, status.total = len(pane.view), pane.view.total
+        status.error = None
+        status.refresh()
+        if isinstance(self.screen, ProcessScreen):
+            self.screen.apply_update(update)
+
+    @on(SourceFailed)
+    def _failed(self, message: SourceFailed) -> None:
+        status = self.query_one(StatusLine)
+        status.error = f"{message.source}: {message.error}"
+        status.refresh()
+
+    @on(ConnectionsPane.UnixToggled)
+    def _unix_toggled(self, message: ConnectionsPane.UnixToggled) -> None:
+        self.sampler.unix = message.enabled
+        self.poller.poke()
+
+    @on(ConnectionsPane.OpenProcess)
+    def _open_process(self, message: ConnectionsPane.OpenProcess) -> None:
+        self.push_screen(ProcessScreen(message.pid, self.query_one(ConnectionsPane).view))
+
+    @on(ConnectionsPane.OpenDetail)
+    def _open_detail(self, message: ConnectionsPane.OpenDetail) -> None:
+        self.push_screen(SocketDetailScreen(message.entry))
+
+    @on(ConnectionsPane.ChooseOwner)
+    def _choose_owner(self, message: ConnectionsPane.ChooseOwner) -> None:
+        def chosen(pid: int | None) -> None:
+            if pid is not None:
+                self.post_message(ConnectionsPane.OpenProcess(pid))
+
+        self.push_screen(OwnerChooser(message.entry), chosen)
+
+    # -- actions -------------------------------------------------------------------------------
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self.feed.paused = self.paused  # sampling and history go on; the view holds still
+        status = self.query_one(StatusLine)
+        status.paused = self.paused
+        status.refresh()
+        if not self.paused:
+            self.poller.poke()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_back(self) -> None:
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+
+
+def build_live_app(args: argparse.Namespace) -> NetdashApp:
+    from netdash.cli import netns_target, open_sampler
+    from netdash.sources.host import read_host_info
+
+    target = netns_target(args)
+    sampler = open_sampler(args)
+    return NetdashApp(sampler, read_host_info(target.label), args.interval)
+
+
+def build_replay_app(path: Path, interval: float) -> NetdashApp:
+    from netdash.record import ReplaySampler, read_recording
+
+    recording = read_recording(path)
+    sampler = ReplaySampler(recording.samples)
+    return NetdashApp(_ReplayAdapter(sampler.sample), recording.host, interval)
+
+
+class _ReplayAdapter:
+    """A recording has what it has: the UNIX toggle filters, it cannot add sockets."""
+
+    def __init__(self, sample: Callable[[], SocketSample]) -> None:
+        self.sample = sample
+        self.unix = True
+
+    def close(self) -> None:
+        pass
+
+
+def run_app(args: argparse.Namespace) -> int:
+    if args.replay is not None:
+        app = build_replay_app(args.replay, args.interval)
+    else:
+        app = build_live_app(args)
+    app.run()
+    return app.return_code or 0

@@ -1,0 +1,32 @@
+"""Messages from the sampling threads to the UI (`post_message` is thread-safe)."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from netdash.model import ProcessInfo
+from netdash.ui.panes.connection_rows import ConnectionsUpdate
+
+
+class ConnectionsUpdated(Message):
+    """A new socket sample, already turned into row changes by the sampling thread."""
+
+    def __init__(self, update: ConnectionsUpdate) -> None:
+        super().__init__()
+        self.update = update
+
+
+class SourceFailed(Message):
+    """A source raised; the pane says so and keeps its last good data."""
+
+    def __init__(self, source: str, error: str) -> None:
+        super().__init__()
+        self.source = source
+        self.error = error
+
+
+class ProcessSampled(Message):
+    def __init__(self, info: ProcessInfo | None, error: str | None = None) -> None:
+        super().__init__()
+        self.info = info
+        self.error = error

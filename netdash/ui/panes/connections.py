@@ -1,0 +1,367 @@
+"""The Connections pane: every socket, live, with its owner; the default screen.
+
+The pane holds no sampling logic: it receives :class:`ConnectionsUpdate` messages (rows already
+built in the sampling thread) and applies them to a virtual table. What the user sees is a
+composition of independent choices, each undone by one Esc, innermost first: the filter being
+typed, the active filter, the group entered, the grouping; views (all/listening/established) and
+the UNIX toggle are switched by their own keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+
+from rich.text import Text
+from textual import on
+from textual.actions import SkipAction
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Input
+
+from netdash.model import HostInfo
+from netdash.query import Query, QueryError, compile_query
+from netdash.textsafe import visible
+from netdash.ui.panes.connection_groups import (
+    GROUP_COLUMNS,
+    GROUP_FIELDS,
+    GroupEntry,
+    group_builder,
+)
+from netdash.ui.panes.connection_rows import (
+    COLUMN_INDEX,
+    COLUMNS,
+    ConnectionsFeed,
+    ConnectionsUpdate,
+    ConnEntry,
+)
+from netdash.ui.tableview import Row, TableView
+from netdash.ui.widgets.state_summary import StateSummary
+from netdash.ui.widgets.virtual_table import VirtualTable
+
+VIEWS = ("all", "listening", "established")
+_VIEW_STATES: dict[str, frozenset[str]] = {
+    "listening": frozenset({"LISTEN", "UNCONN"}),
+    "established": frozenset({"ESTABLISHED"}),
+}
+#: Columns that say nothing about a listening socket; the listening view hides them and shows
+#: how full the accept queue is instead.
+LISTEN_HIDDEN = ("remote", "rtt", "retrans", "rx", "tx")
+
+
+class FilterStatus(Widget):
+    """One line under the summary: the active filter, view and group, or a filter error."""
+
+    DEFAULT_CSS = "FilterStatus { height: 1; }"
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.parts: list[tuple[str, str]] = []
+
+    def show(self, parts: list[tuple[str, str]]) -> None:
+        self.parts = parts
+        self.refresh()
+
+    def render(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for index, (part, style) in enumerate(self.parts):
+            if index:
+                text.append("  ")
+            text.append(part, style=style)
+        return text
+
+
+class ConnectionsPane(Vertical):
+    """Summary, filter line and the socket table (or the group table while grouping)."""
+
+    BINDINGS = [
+        Binding("slash", "open_filter", "Filter"),
+        Binding("s", "next_sort", "Sort"),
+        Binding("S", "reverse_sort", "Reverse", show=False),
+        Binding("l", "set_view('listening')", "Listen"),
+        Binding("e", "set_view('established')", "Estab"),
+        Binding("a", "set_view('all')", "All"),
+        Binding("g", "cycle_group", "Group"),
+        Binding("u", "toggle_unix", "UNIX"),
+        Binding("i", "detail", "Info"),
+        Binding("escape", "back", "Back", show=False),
+    ]
+
+    class UnixToggled(Message):
+        """Ask the app to sample UNIX sockets (or stop): they cost time to read."""
+
+        def __init__(self, enabled: bool) -> None:
+            super().__init__()
+            self.enabled = enabled
+
+    class OpenProcess(Message):
+        def __init__(self, pid: int) -> None:
+            super().__init__()
+            self.pid = pid
+
+    class OpenDetail(Message):
+        def __init__(self, entry: ConnEntry) -> None:
+            super().__init__()
+            self.entry = entry
+
+    class ChooseOwner(Message):
+        def __init__(self, entry: ConnEntry) -> None:
+            super().__init__()
+            self.entry = entry
+
+    def __init__(self, feed: ConnectionsFeed, host: HostInfo, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.feed = feed
+        self.host = host
+        self.view_mode = "all"
+        self.show_unix = False
+        self.query: Query | None = None
+        self._query_before_edit: Query | None = None
+        self.group_field: str | None = None
+        self.group_entry: GroupEntry | None = None
+        self.view = TableView(sort_column=COLUMN_INDEX["state"])
+        self.group_view = TableView(sort_column=1, reverse=True)
+        self.filter_error: str | None = None
+        self.last_update: ConnectionsUpdate | None = None
+
+    def compose(self) -> ComposeResult:
+        yield StateSummary(id="summary")
+        yield FilterStatus(id="filter-status")
+        yield Input(
+            placeholder="filter: state:estab port:443 proc:nginx addr:10.0.0.0/8 !state:listen",
+            id="filter-input",
+        )
+        yield VirtualTable(COLUMNS, id="sockets")
+        yield VirtualTable(GROUP_COLUMNS, id="groups")
+
+    def on_mount(self) -> None:
+        self.filter_input.display = False
+        self.group_table.display = False
+        self.table.hidden_columns = ("accept",)
+        self.table.set_view(self.view)
+        self.group_table.set_view(self.group_view)
+        self._apply_filter()
+        self.table.focus()
+
+    # -- widgets -------------------------------------------------------------------------------
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one("#sockets", VirtualTable)
+
+    @property
+    def group_table(self) -> VirtualTable:
+        return self.query_one("#groups", VirtualTable)
+
+    @property
+    def filter_input(self) -> Input:
+        return self.query_one("#filter-input", Input)
+
+    @property
+    def grouped(self) -> bool:
+        return self.group_field is not None and self.group_entry is None
+
+    @property
+    def active_table(self) -> VirtualTable:
+        return self.group_table if self.grouped else self.table
+
+    # -- updates from the sampler --------------------------------------------------------------
+
+    def apply_update(self, update: ConnectionsUpdate) -> None:
+        """Apply one refresh (UI thread): rows changed/removed, counts, groups."""
+        self.last_update = update
+        with self.app.batch_update():
+            if update.full:
+                self.view.replace_all(update.changed)
+                self.table.refresh_rows()
+            else:
+                self.view.apply(update.changed, update.removed)
+                self.table.refresh_rows({row.key for row in update.changed})
+            if update.groups is not None and self.group_field is not None:
+                self.group_view.replace_all(update.groups)
+                self.group_table.refresh_rows()
+            frame = update.frame
+            summary = self.query_one(StateSummary)
+            summary.show_unix = self.show_unix
+            summary.update_counts(dict(frame.counts), frame.history)
+            self.table.tick()
+
+    # -- filtering -----------------------------------------------------------------------------
+
+    def row_filter(self) -> Callable[[Row], bool] | None:
+        """View, UNIX toggle, entered group and query, composed into one predicate."""
+        states = _VIEW_STATES.get(self.view_mode)
+        show_unix = self.show_unix
+        group = self.group_entry
+        query = self.query if self.query and not self.query.empty else None
+        if states is None and show_unix and group is None and query is None:
+            return None
+
+        def keep(row: Row) -> bool:
+            entry: ConnEntry = row.data
+            sock = entry.sock
+            if not show_unix and sock.proto == "unix":
+                return False
+            if states is not None and sock.state not in states:
+                return False
+            if group is not None and not group.matches(entry):
+                return False
+            return query is None or query(entry)
+
+        return keep
+
+    def _apply_filter(self, narrowing: bool = False) -> None:
+        self.view.set_filter(self.row_filter(), narrowing=narrowing)
+        self.table.refresh_rows()
+        self._show_status()
+
+    def _show_status(self) -> None:
+        parts: list[tuple[str, str]] = [(f"view: {self.view_mode}", "bold")]
+        if self.show_unix:
+            parts.append(("+unix", "bold"))
+        if self.group_field:
+            parts.append((f"group: {self.group_field}", "bold cyan"))
+        if self.group_entry:
+            parts.append((f"in group: {visible(self.group_entry.label)}", "bold cyan"))
+        if self.query and not self.query.empty:
+            parts.append((f"filter: {visible(self.query.text)}", "bold magenta"))
+        if self.filter_error:
+            parts.append((self.filter_error, "bold red"))
+        shown = len(self.group_view) if self.grouped else len(self.view)
+        parts.append((f"{shown:,} shown of {self.view.total:,}", "dim"))
+        self.query_one(FilterStatus).show(parts)
+
+    def action_open_filter(self) -> None:
+        self._query_before_edit = self.query
+        box = self.filter_input
+        box.value = self.query.text if self.query else ""
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter-input")
+    def _filter_typed(self, event: Input.Changed) -> None:
+        self._set_query(event.value)
+
+    @on(Input.Submitted, "#filter-input")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self._set_query(event.value)
+        self._close_filter_input()
+        table = self.table
+        lost = table.cursor_key is None or self.view.position_of(table.cursor_key) is None
+        if lost and len(self.view):
+            table.move_cursor_to_key(self.view.key_at(0))
+
+    def _set_query(self, text: str) -> None:
+        try:
+            query = compile_query(text)
+        except QueryError as err:
+            self.filter_error = str(err)  # keep the last good filter applied meanwhile
+            self._show_status()
+            return
+        self.filter_error = None
+        narrowing = query.narrows(self.query)
+        self.query = query
+        self._apply_filter(narrowing=narrowing)
+
+    def _close_filter_input(self) -> None:
+        self.filter_input.display = False
+        self.active_table.focus()
+
+    # -- views, groups, sorting ----------------------------------------------------------------
+
+    def action_set_view(self, mode: str) -> None:
+        self.view_mode = mode
+        hidden = LISTEN_HIDDEN if mode == "listening" else ("accept",)
+        self.table.hidden_columns = hidden
+        self._apply_filter()
+
+    def action_toggle_unix(self) -> None:
+        self.show_unix = not self.show_unix
+        self.post_message(self.UnixToggled(self.show_unix))
+        self._apply_filter()
+
+    def action_cycle_group(self) -> None:
+        fields = (*GROUP_FIELDS, None)
+        current = fields.index(self.group_field) if self.group_field in fields else -1
+        self._set_group(fields[(current + 1) % len(fields)])
+
+    def _set_group(self, field: str | None) -> None:
+        self.group_field = field
+        self.group_entry = None
+        self.feed.group_builder = group_builder(field) if field else None
+        if field is not None:
+            self.group_view.replace_all(self.feed.group_builder(self._rows_by_key()))
+            self.group_table.refresh_rows()
+        self._show_grouping()
+        self._apply_filter()
+
+    def _rows_by_key(self) -> dict[Hashable, Row]:
+        return {row.key: row for row in self.view.all_rows()}
+
+    def _show_grouping(self) -> None:
+        grouped = self.grouped
+        self.group_table.display = grouped
+        self.table.display = not grouped
+        self.active_table.focus()
+
+    def action_next_sort(self) -> None:
+        self.active_table.cycle_sort()
+
+    def action_reverse_sort(self) -> None:
+        self.active_table.reverse_sort()
+
+    # -- drill-down ----------------------------------------------------------------------------
+
+    @on(VirtualTable.RowActivated, "#groups")
+    def _enter_group(self, event: VirtualTable.RowActivated) -> None:
+        row = self.group_view.get(event.key)
+        if row is None:
+            return
+        self.group_entry = row.data
+        self._show_grouping()
+        self._apply_filter()
+        if len(self.view):
+            self.table.move_cursor_to_key(self.view.key_at(0))
+
+    @on(VirtualTable.RowActivated, "#sockets")
+    def _enter_socket(self, event: VirtualTable.RowActivated) -> None:
+        row = self.view.get(event.key)
+        if row is None:
+            return
+        entry: ConnEntry = row.data
+        pids = sorted({owner.pid for owner in entry.owners})
+        if not pids:
+            self.notify(entry.reason or "this socket has no owner process", title="No owner",
+                        severity="warning")
+        elif len(pids) == 1:
+            self.post_message(self.OpenProcess(pids[0]))
+        else:
+            self.post_message(self.ChooseOwner(entry))
+
+    def action_detail(self) -> None:
+        row = self.table.cursor_row if not self.grouped else None
+        if row is None:
+            self.notify("select a socket first", severity="warning")
+            return
+        self.post_message(self.OpenDetail(row.data))
+
+    def action_back(self) -> None:
+        """Esc: undo the innermost choice; with nothing left to undo, the app's Esc runs."""
+        if self.filter_input.display:
+            self.query = self._query_before_edit
+            self.filter_error = None
+            self._close_filter_input()
+            self._apply_filter()
+        elif self.query and not self.query.empty:
+            self.query = None
+            self._apply_filter()
+        elif self.group_entry is not None:
+            self.group_entry = None
+            self._show_grouping()
+            self._apply_filter()
+        elif self.group_field is not None:
+            self._set_group(None)
+        else:
+            raise SkipAction()

@@ -1,0 +1,175 @@
+"""The Process screen: who owns the socket, and every socket it owns, live.
+
+Opened with Enter on a socket. Process facts come from a :class:`ProcessWatcher` polled in its own
+thread; the socket table reuses the Connections pane's rows (already built by the sampler) through
+a second :class:`TableView` filtered to this pid, so nothing is formatted twice. Esc pops the
+screen, and the Connections pane underneath is exactly as the user left it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.table import Table
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from netdash.engine import Poller
+from netdash.model import ProcessInfo
+from netdash.sources.process import ProcessWatcher
+from netdash.textsafe import visible
+from netdash.ui.format import clock_time, duration, human_bytes
+from netdash.ui.messages import ProcessSampled
+from netdash.ui.panes.connection_rows import COLUMN_INDEX, COLUMNS, ConnectionsUpdate, ConnEntry
+from netdash.ui.tableview import Row, TableView
+from netdash.ui.widgets.virtual_table import VirtualTable
+
+PROCESS_INTERVAL = 1.0
+
+
+def owned_by(pid: int):
+    def keep(row: Row) -> bool:
+        entry: ConnEntry = row.data
+        return any(owner.pid == pid for owner in entry.owners)
+
+    return keep
+
+
+def process_rows(info: ProcessInfo) -> list[tuple[str, Text]]:
+    """The facts an SRE checks first, in that order; permission gaps said as such."""
+
+    def value(text: str | None, field: str) -> Text:
+        if text is not None:
+            return Text(visible(text))
+        if field in info.denied:
+            return Text("needs root", style="italic yellow")
+        return Text("-", style="dim")
+
+    fds = "-"
+    fd_style = ""
+    if info.fds is not None:
+        fds = str(info.fds)
+        if info.fd_soft_limit:
+            used = info.fds / info.fd_soft_limit
+            fds += f" of {info.fd_soft_limit} (soft), {info.fd_hard_limit} (hard) — {used:.0%}"
+            fd_style = "bold red" if used > 0.9 else ("bold yellow" if used > 0.7 else "")
+    age = f" ({duration(time.time() - info.start_time)} ago)" if info.start_time else ""
+    state_style = "bold red" if info.state == "zombie" else ""
+    cmdline = " ".join(info.cmdline) if info.cmdline is not None else None
+    cpu = f"{info.cpu_percent:.1f}%" if info.cpu_percent is not None else "measuring…"
+    return [
+        ("pid", Text(f"{info.pid}   parent {info.ppid if info.ppid is not None else '-'}")),
+        ("command", Text(visible(info.comm), style="bold")),
+        ("user", value(info.user if info.user else None, "user")),
+        ("state", Text(info.state or "-", style=state_style)),
+        ("started", Text(clock_time(info.start_time) + age)),
+        ("command line", value(cmdline, "cmdline")),
+        ("executable", value(info.exe, "exe")),
+        ("cwd", value(info.cwd, "cwd")),
+        ("threads", Text(str(info.threads) if info.threads is not None else "-")),
+        ("open fds", Text(fds, style=fd_style) if info.fds is not None else value(None, "fds")),
+        ("cpu", Text(cpu)),
+        ("rss", Text(human_bytes(info.rss) if info.rss is not None else "-")),
+        ("cgroup", value(info.cgroup, "cgroup")),
+    ]
+
+
+class ProcessScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("s", "next_sort", "Sort"),
+        Binding("S", "reverse_sort", "Reverse", show=False),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, pid: int, connections: TableView) -> None:
+        super().__init__()
+        self.pid = pid
+        self.view = TableView(
+            (row for row in connections.all_rows() if owned_by(pid)(row)),
+            sort_column=COLUMN_INDEX["state"],
+            row_filter=owned_by(pid),
+        )
+        self.info: ProcessInfo | None = None
+        self.poller: Poller[ProcessInfo] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(f"process {self.pid}", style="bold"), id="process-title")
+        yield Static(Text("reading…", style="dim"), id="process-facts")
+        yield Static(id="process-sockets-title")
+        yield VirtualTable(COLUMNS, id="process-sockets")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(VirtualTable)
+        table.hidden_columns = ("accept",)
+        table.set_view(self.view)
+        table.focus()
+        self._show_socket_count()
+        self._start_watching()
+
+    def on_unmount(self) -> None:
+        if self.poller is not None:
+            self.poller.stop(timeout=0.5)
+
+    def _start_watching(self) -> None:
+        try:
+            watcher = ProcessWatcher(self.pid)
+        except Exception as err:  # it exited between the click and now
+            self.post_message(ProcessSampled(None, str(err)))
+            return
+        self.poller = Poller(
+            f"process-{self.pid}",
+            watcher.read,
+            lambda info: self.post_message(ProcessSampled(info)),
+            PROCESS_INTERVAL,
+            on_error=lambda err: self.post_message(ProcessSampled(None, str(err))),
+        )
+        self.poller.start()
+
+    @on(ProcessSampled)
+    def _sampled(self, message: ProcessSampled) -> None:
+        facts = self.query_one("#process-facts", Static)
+        if message.info is None:
+            text = Text(message.error or "process not readable", style="bold red")
+            if self.info is not None:
+                text.append("  (last known facts below)")
+                facts.update(Text.assemble(text, "\n", self._facts(self.info)))
+            else:
+                facts.update(text)
+            return
+        self.info = message.info
+        facts.update(self._facts(message.info))
+
+    def _facts(self, info: ProcessInfo) -> Table:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold cyan", no_wrap=True)
+        table.add_column()
+        for label, value in process_rows(info):
+            table.add_row(label, value)
+        return table
+
+    def apply_update(self, update: ConnectionsUpdate) -> None:
+        """Called by the app for each refresh while this screen is on top."""
+        self.view.apply(update.changed, update.removed)
+        table = self.query_one(VirtualTable)
+        table.refresh_rows({row.key for row in update.changed})
+        table.tick()
+        self._show_socket_count()
+
+    def _show_socket_count(self) -> None:
+        title = self.query_one("#process-sockets-title", Static)
+        title.update(Text(f"sockets owned by {self.pid}: {len(self.view):,}", style="bold"))
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_next_sort(self) -> None:
+        self.query_one(VirtualTable).cycle_sort()
+
+    def action_reverse_sort(self) -> None:
+        self.query_one(VirtualTable).reverse_sort()

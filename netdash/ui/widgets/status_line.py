@@ -1,0 +1,70 @@
+"""The header line: where netdash is looking, with what, how fresh, and what it cannot see."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from rich.text import Text
+from textual.widget import Widget
+
+from netdash.model import HostInfo
+from netdash.sources.host import WITHOUT_ROOT
+from netdash.textsafe import visible
+from netdash.ui.format import duration
+
+
+class StatusLine(Widget):
+    """One line: host · kernel · netns · root · source · interval · age · LIVE/PAUSED · rows."""
+
+    DEFAULT_CSS = """
+    StatusLine { height: 1; background: $panel; }
+    """
+
+    def __init__(self, host: HostInfo, interval: float, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.host = host
+        self.interval = interval
+        self.sources: Mapping[str, str] = {}
+        self.sampled_at: float | None = None  # monotonic
+        self.paused = False
+        self.shown = 0
+        self.total = 0
+        self.error: str | None = None
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self.refresh)  # the sample's age keeps moving
+
+    def render(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        host = self.host
+        text.append(f" {visible(host.hostname)} ", style="bold")
+        text.append(f"{host.kernel} · netns {visible(host.netns)} · ")
+        if host.is_root:
+            text.append("root", style="green")
+        else:
+            text.append(WITHOUT_ROOT, style="bold yellow")
+        text.append(f" · {self.source_label()} · every {self.interval:g}s · ")
+        if self.sampled_at is None:
+            text.append("waiting for the first sample", style="yellow")
+        else:
+            age = time.monotonic() - self.sampled_at
+            stale = age > 3 * self.interval + 1
+            text.append(f"sample {duration(age)} ago", style="bold red" if stale else "")
+        text.append(" · ")
+        text.append(
+            "PAUSED" if self.paused else "LIVE",
+            style="reverse yellow" if self.paused else "bold green",
+        )
+        text.append(f" · {self.shown:,}/{self.total:,} rows")
+        if self.error:
+            text.append(f" · {visible(self.error)}", style="bold red")
+        return text
+
+    def source_label(self) -> str:
+        kinds = sorted(set(self.sources.values()))
+        if not kinds:
+            return "source: -"
+        if len(kinds) == 1:
+            return kinds[0]
+        return ", ".join(f"{proto}: {kind}" for proto, kind in sorted(self.sources.items()))
