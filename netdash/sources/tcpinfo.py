@@ -1,0 +1,133 @@
+"""``struct tcp_info`` and socket memory from sock_diag attributes, and fast record construction.
+
+Kept apart from :mod:`netdash.sources.sockdiag` so the netlink transport and the struct layouts
+each stay readable on their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from netdash.model import MemInfo, TcpInfo
+
+T = TypeVar("T")
+
+# struct tcp_info, linux/tcp.h, as far as netdash reads it (216 bytes; Linux 6.x sends ~248).
+_TCP_INFO = struct.Struct(
+    "="
+    "x"  # tcpi_state (the message already has it)
+    "BBBBB"  # ca_state, retransmits, probes, backoff, options
+    "B"  # snd_wscale:4, rcv_wscale:4 (a bitfield: split below)
+    "x"  # delivery_rate_app_limited:1, fastopen_client_fail:2
+    "IIII"  # rto, ato, snd_mss, rcv_mss
+    "IIII4x"  # unacked, sacked, lost, retrans; fackets (unused since 4.15)
+    "16x"  # last_data_sent, last_ack_sent, last_data_recv, last_ack_recv (ms since: volatile)
+    "IIIIIIII"  # pmtu, rcv_ssthresh, rtt, rttvar, snd_ssthresh, snd_cwnd, advmss, reordering
+    "II"  # rcv_rtt, rcv_space
+    "I"  # total_retrans                                   (104: the Linux 2.6 struct ends here)
+    "Q8x"  # pacing_rate; max_pacing_rate                  (3.15)
+    "QQ"  # bytes_acked, bytes_received                    (4.1)
+    "II"  # segs_out, segs_in                              (4.2)
+    "IIII"  # notsent_bytes, min_rtt, data_segs_in, data_segs_out (4.6)
+    "Q"  # delivery_rate                                   (4.9)
+    "Q16x"  # busy_time; rwnd_limited, sndbuf_limited     (4.10)
+    "8x"  # delivered, delivered_ce                        (4.18)
+    "QQ"  # bytes_sent, bytes_retrans                      (4.19)
+)
+TCP_INFO_MIN = 104
+# Where each optional TcpInfo field ends in the struct: shorter structs (older kernels) lack it.
+_OPTIONAL_ENDS = (
+    ("pacing_rate", 112),
+    ("bytes_acked", 128),
+    ("bytes_received", 136),
+    ("segs_out", 140),
+    ("segs_in", 144),
+    ("notsent_bytes", 148),
+    ("min_rtt_us", 152),
+    ("data_segs_in", 156),
+    ("data_segs_out", 160),
+    ("delivery_rate", 168),
+    ("busy_time_us", 176),
+    ("bytes_sent", 208),
+    ("bytes_retrans", 216),
+)
+# GCC packs bitfields from the low bits on little-endian machines and from the high bits on
+# big-endian ones: tcpi_snd_wscale is the first field declared.
+_LITTLE = sys.byteorder == "little"
+_SKMEMINFO_MIN = 8 * 4  # SK_MEMINFO_RMEM_ALLOC .. SK_MEMINFO_BACKLOG, linux/sock_diag.h
+_U32X8 = struct.Struct("=8I")
+_U32X9 = struct.Struct("=9I")
+
+
+def fast_constructor(cls: type[T]) -> Callable[..., T]:
+    """A positional constructor for a frozen, slotted dataclass that sets the slots directly.
+
+    A frozen dataclass's ``__init__`` goes through ``object.__setattr__`` once per field, which
+    dominates parsing at 100,000 sockets (5.4 µs for a TcpInfo here, 2.6 µs this way). The
+    result is the same object: every init field set, then ``__post_init__`` if the class has
+    one. Defaults are honoured; a field with a ``default_factory`` is refused so that a model
+    change is noticed at import time instead of producing wrong records.
+    """
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    params, body = [], ["    self = _new(_cls)"]
+    for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if not item.init:
+            continue
+        if item.default_factory is not dataclasses.MISSING:
+            raise TypeError(f"fast_constructor: {cls.__name__}.{item.name} has a default_factory")
+        namespace[f"_set_{item.name}"] = getattr(cls, item.name).__set__
+        if item.default is dataclasses.MISSING:
+            params.append(item.name)
+        else:
+            namespace[f"_default_{item.name}"] = item.default
+            params.append(f"{item.name}=_default_{item.name}")
+        body.append(f"    _set_{item.name}(self, {item.name})")
+    if hasattr(cls, "__post_init__"):
+        body.append("    self.__post_init__()")
+    source = f"def make({', '.join(params)}):\n" + "\n".join(body) + "\n    return self\n"
+    exec(source, namespace)
+    make: Callable[..., T] = namespace["make"]
+    make.__doc__ = f"Build a {cls.__name__} like its constructor, positionally and faster."
+    return make
+
+
+_make_tcp_info = fast_constructor(TcpInfo)
+_make_meminfo = fast_constructor(MemInfo)
+
+
+def parse_tcp_info(data: memoryview | bytes) -> TcpInfo | None:
+    """``INET_DIAG_INFO`` payload -> TcpInfo; fields the kernel's struct lacks are None.
+
+    Longer structs (newer kernels) are read as far as we know them. None when shorter than
+    the Linux 2.6 struct, which has everything a row needs.
+    """
+    size = len(data)
+    if size >= _TCP_INFO.size:
+        return _tcp_info(_TCP_INFO.unpack_from(data))
+    if size < TCP_INFO_MIN:
+        return None
+    padded = bytes(data) + bytes(_TCP_INFO.size - size)
+    info = _tcp_info(_TCP_INFO.unpack_from(padded))
+    missing = {name: None for name, end in _OPTIONAL_ENDS if end > size}
+    return dataclasses.replace(info, **missing)
+
+
+def _tcp_info(v: tuple[int, ...]) -> TcpInfo:
+    wscale = v[5]
+    snd, rcv = (wscale & 0xF, wscale >> 4) if _LITTLE else (wscale >> 4, wscale & 0xF)
+    return _make_tcp_info(v[0], v[1], v[2], v[3], v[4], snd, rcv, *v[6:])
+
+
+def parse_meminfo(data: memoryview | bytes) -> MemInfo | None:
+    """``INET_DIAG_SKMEMINFO`` / ``UNIX_DIAG_MEMINFO``: an array of u32 (linux/sock_diag.h);
+    ``drops`` arrived in Linux 4.x and is None before."""
+    size = len(data)
+    if size >= _U32X9.size:
+        return _make_meminfo(*_U32X9.unpack_from(data))
+    if size >= _SKMEMINFO_MIN:
+        return _make_meminfo(*_U32X8.unpack_from(data), None)
+    return None
