@@ -29,7 +29,12 @@ from netdash.textsafe import decode
 HELPER = Path(__file__).with_name("helpers_owners.py")
 REPO = Path(__file__).resolve().parents[1]
 IS_ROOT = os.geteuid() == 0
-requires_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (unshare, setpriv)")
+
+
+def requires_root(test: Callable[..., None]) -> Callable[..., None]:
+    """The project's ``root`` marker, plus a skip of our own so this module stands alone."""
+    skip = pytest.mark.skipif(not IS_ROOT, reason="needs root (unshare, setpriv)")
+    return pytest.mark.root(skip(test))
 
 
 class FakeClock:
