@@ -1,0 +1,1 @@
+"""Scale benchmarks: a socket lab in its own namespace and timings against `ss`."""
