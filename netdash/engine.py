@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -355,6 +356,7 @@ class ConnectionsSampler:
         self.owners = owners
         self.tcp_info = True
         self.unix = True
+        self.is_root = os.geteuid() == 0
         self._clock = clock
         self._wall_clock = wall_clock
 
@@ -367,6 +369,7 @@ class ConnectionsSampler:
             sources=read.sources,
             gaps=read.gaps,
             owners_complete=self.owners.complete,
+            is_root=self.is_root,
             taken_at=self._clock(),
             wall_time=self._wall_clock(),
         )
@@ -388,7 +391,8 @@ class SocketReaderLike(Protocol):
 
 
 class OwnerMapLike(Protocol):
-    complete: bool
+    @property
+    def complete(self) -> bool: ...
 
     def refresh(self, wanted: Mapping[int, int | None] | None = None) -> None: ...
 

@@ -50,6 +50,7 @@ NO_OWNER_REQUEST = "no owner: connection request (SYN_RECV), not yet accepted"
 NO_OWNER_NOT_ACCEPTED = "no owner: not yet accept()ed by the listening process"
 NO_OWNER_ORPHAN = "no owner: closed by its process, the kernel is finishing it"
 NO_OWNER_NEEDS_ROOT = "needs root: owned by another user's process"
+NO_OWNER_DENIED = "owner hidden: a process refused access to its fds, even to root"
 NO_OWNER_UNKNOWN = "no owner found: kernel socket, or its process just closed it"
 
 
@@ -222,6 +223,7 @@ class SocketSample:
     sources: Mapping[str, str] = field(default_factory=dict)
     gaps: tuple[str, ...] = ()
     owners_complete: bool = True
+    is_root: bool = True  # with owners_complete False: "needs root" vs "refused even to root"
     taken_at: float = 0.0  # time.monotonic() when the sample finished
     wall_time: float = 0.0  # time.time() at the same moment
 
@@ -234,10 +236,10 @@ class SocketSample:
         """Why ``sock`` has no owner, or None when it has one."""
         if sock.inode and sock.inode in self.owners:
             return None
-        return no_owner_reason(sock, owners_complete=self.owners_complete)
+        return no_owner_reason(sock, owners_complete=self.owners_complete, is_root=self.is_root)
 
 
-def no_owner_reason(sock: Socket, *, owners_complete: bool) -> str:
+def no_owner_reason(sock: Socket, *, owners_complete: bool, is_root: bool = False) -> str:
     """Explain a missing owner the way DESIGN.md asks: never a bare "unknown"."""
     if not sock.inode:
         if sock.state == "TIME_WAIT":
@@ -248,7 +250,7 @@ def no_owner_reason(sock: Socket, *, owners_complete: bool) -> str:
             return NO_OWNER_ORPHAN
         return NO_OWNER_NOT_ACCEPTED
     if not owners_complete:
-        return NO_OWNER_NEEDS_ROOT
+        return NO_OWNER_DENIED if is_root else NO_OWNER_NEEDS_ROOT
     return NO_OWNER_UNKNOWN
 
 

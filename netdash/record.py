@@ -40,6 +40,7 @@ def sample_to_dict(sample: SocketSample) -> dict[str, Any]:
         "sources": dict(sample.sources),
         "gaps": list(sample.gaps),
         "owners_complete": sample.owners_complete,
+        "is_root": sample.is_root,
         "taken_at": sample.taken_at,
         "wall_time": sample.wall_time,
     }
@@ -63,6 +64,7 @@ def sample_from_dict(data: dict[str, Any]) -> SocketSample:
         sources=data.get("sources", {}),
         gaps=tuple(data.get("gaps", ())),
         owners_complete=data.get("owners_complete", True),
+        is_root=data.get("is_root", True),
         taken_at=data.get("taken_at", 0.0),
         wall_time=data.get("wall_time", 0.0),
     )

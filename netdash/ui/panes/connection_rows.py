@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from netdash.engine import ByteRate, ConnectionsFrame
 from netdash.model import (
+    NO_OWNER_DENIED,
     NO_OWNER_NEEDS_ROOT,
     NO_OWNER_NOT_ACCEPTED,
     NO_OWNER_ORPHAN,
@@ -57,6 +58,7 @@ _SHORT_REASONS = {
     NO_OWNER_NOT_ACCEPTED: "(not accepted)",
     NO_OWNER_ORPHAN: "(orphaned)",
     NO_OWNER_NEEDS_ROOT: "(needs root)",
+    NO_OWNER_DENIED: "(hidden)",
 }
 
 STATE_STYLES: dict[str, str] = {
