@@ -13,7 +13,7 @@ from netdash.model import Socket, SocketSample
 
 def socket_to_json(sock: Socket, sample: SocketSample) -> dict[str, Any]:
     owners = sample.owners_of(sock)
-    hidden = not owners and sock.inode != 0 and not sample.owners_complete and not sample.is_root
+    hidden = not owners and sock.inode != 0 and not sample.owners_complete
     listed = sorted((o.pid, o.comm, o.fd) for o in owners)
     first = listed[0] if listed else None
     info = sock.tcp
