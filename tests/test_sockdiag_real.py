@@ -13,6 +13,7 @@ import errno
 import os
 import re
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ from netdash.sources.sockets import (
     GAP_UNIX,
     SocketReader,
 )
-from netdash.sources.tcpinfo import fast_constructor, parse_meminfo, parse_tcp_info
+from netdash.sources.tcpinfo import AttrLayout, fast_constructor, parse_meminfo, parse_tcp_info
 
 NOBODY = 65534
 TCP_INFO = 11  # netinet/tcp.h
@@ -470,3 +471,33 @@ def test_fast_constructor_builds_the_same_record() -> None:
     args = ("tcp", "inet", "LISTEN", "0.0.0.0", 22, None, None, 0, 128, 42)
     fast, slow = make(*args), Socket(*args)
     assert fast == slow and fast.key == slow.key and repr(fast) == repr(slow)
+
+
+def _message(state: int, attrs: list[tuple[int, bytes]]) -> bytes:
+    body = b"".join(
+        struct.pack("=HH", 4 + len(data), kind) + data + bytes(-len(data) % 4)
+        for kind, data in attrs
+    )
+    head = struct.pack("=IHHII", 88 + len(body), 20, 2, 1, 0) + bytes([2, state]) + bytes(70)
+    return head + body
+
+
+def test_attribute_layout_guess_is_checked_and_relearned() -> None:
+    """The INFO/SKMEMINFO offsets of one message are a guess for the next, never trusted."""
+    info = bytes([1]) + bytes(range(1, 216))  # tcpi_state 1 (ESTABLISHED), then anything
+    mem = bytes(36)
+    shutdown, mark = (8, b"\0"), (15, bytes(4))  # INET_DIAG_SHUTDOWN, INET_DIAG_MARK
+    plain = _message(1, [shutdown, (7, mem), (2, info)])
+    with_mark = _message(1, [shutdown, mark, (7, mem), (2, info)])
+    buffer = memoryview(plain + with_mark + plain)
+    layout = AttrLayout()
+    spans = []
+    for off in (0, len(plain), len(plain) + len(with_mark)):
+        length = struct.unpack_from("=I", buffer, off)[0]
+        spans.append(layout.find(buffer, off, length, want_info=True))
+    for off, (info_start, info_end, mem_start, mem_end) in zip(
+        (0, len(plain), len(plain) + len(with_mark)), spans, strict=True
+    ):
+        assert bytes(buffer[info_start:info_end]) == info
+        assert mem_end - mem_start == 36 and mem_start > off
+    assert spans[1][0] - len(plain) == spans[0][0] + 8  # moved by the MARK attribute

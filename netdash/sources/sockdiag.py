@@ -22,17 +22,19 @@ import socket
 import struct
 from collections.abc import Callable
 
-from netdash.model import (
-    DATAGRAM_STATES,
-    TCP_STATES,
-    TIMER_NAMES,
-    MemInfo,
-    Socket,
-    TcpInfo,
-    Timer,
-)
+from netdash.model import DATAGRAM_STATES, TCP_STATES, TIMER_NAMES, Socket, Timer
 from netdash.sources.errors import PermissionNeeded, SourceUnavailable
-from netdash.sources.tcpinfo import fast_constructor, parse_meminfo, parse_tcp_info
+from netdash.sources.tcpinfo import (
+    INET_DIAG_INFO,
+    INET_DIAG_SKMEMINFO,
+    INET_MSG_END,
+    NLATTR,
+    NLMSG_HEADER,
+    AttrLayout,
+    fast_constructor,
+    parse_meminfo,
+    parse_tcp_info,
+)
 from netdash.textsafe import decode
 
 NETLINK_SOCK_DIAG = 4  # linux/netlink.h
@@ -42,9 +44,6 @@ NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
 NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE, NLMSG_OVERRUN = 1, 2, 3, 4
 SIOCGIFNAME = 0x8910  # linux/sockios.h: ifindex -> name, in the namespace of the fd's socket
 
-# linux/inet_diag.h: the extensions we ask for, as bits of idiag_ext (1 << (attr - 1)).
-INET_DIAG_INFO = 2
-INET_DIAG_SKMEMINFO = 7
 ALL_STATES = 0xFFFFFFFF
 
 # linux/unix_diag.h
@@ -61,21 +60,22 @@ _UNIX_REQUEST = struct.Struct("=IHHII BBxx IIIII")
 # (sport and dport are big-endian, src and dst 16 bytes, if, cookie[2]), then expires (ms),
 # rqueue, wqueue, uid, inode.
 _INET_MSG = struct.Struct("=IHHII BBBB HH 16s16s I II IIIII")
-_INET_MSG_END = _INET_MSG.size  # 88: attributes start here
+assert _INET_MSG.size == INET_MSG_END
 # nlmsghdr + struct unix_diag_msg: family, type, state, pad, ino, cookie[2].
 _UNIX_MSG = struct.Struct("=IHHII BBBx I II")
 _UNIX_MSG_END = _UNIX_MSG.size  # 32
 _NLMSGHDR = struct.Struct("=IHHII")
-_NLATTR = struct.Struct("=HH")  # struct nlattr: nla_len, nla_type
+_NLMSGHDR12 = struct.Struct("=IHHI")  # without nlmsg_pid
 _S32 = struct.Struct("=i")
 _U32 = struct.Struct("=I")
 _U32X2 = struct.Struct("=II")
-_HEADER = _NLMSGHDR.size
 
 # The four "ms since" fields of struct tcp_info (linux/tcp.h, bytes 44..60), which change on
 # every read of an idle socket: zeroed before a message is used as a cache key.
 _TCPI_LAST_START, _TCPI_LAST_END = 44, 60
 _ZERO16 = bytes(16)
+_NO_SPANS = (0, 0, 0, 0)
+_ntohs = socket.ntohs
 _RECV_BUFFER = 1 << 20  # the kernel fills at most ~32 KiB per recv; the slack keeps unpack safe
 
 _make_socket = fast_constructor(Socket)
@@ -109,23 +109,46 @@ class SockDiag:
         self._reuse = reuse_unchanged
         self._cache: dict[bytes, Socket] = {}
         self._next_cache: dict[bytes, Socket] = {}
-        self._addr_text: dict[tuple[int, bytes], str] = {}
+        self._addr_text: dict[int, dict[bytes, str]] = {socket.AF_INET: {}, socket.AF_INET6: {}}
+        self._layout = AttrLayout()
         self._ifnames: dict[int, str] = {}
+        self._sampling = False
 
     def close(self) -> None:
         self._view.release()
         self._sock.close()
 
     def begin(self) -> None:
-        """Start a sample: records reused from the last sample are looked up until :meth:`end`."""
+        """Start a sample of several dumps: records of the previous sample can be reused until
+        :meth:`end`. (A dump outside begin/end is a sample of its own.)"""
         self._next_cache = {}
-        self._ifnames.clear()  # interfaces may be renamed or gone: ask again once per sample
-        if len(self._addr_text) > 100_000:
-            self._addr_text.clear()
+        self._sampling = True
+        self._recheck_interfaces()
+        for texts in self._addr_text.values():
+            if len(texts) > 100_000:
+                texts.clear()
 
     def end(self) -> None:
         """Finish a sample: only the records it used are kept for the next one."""
         self._cache, self._next_cache = self._next_cache, {}
+        self._sampling = False
+
+    def _recheck_interfaces(self) -> None:
+        """Interfaces can be renamed or removed: ask again once per sample, and forget reused
+        records if a name changed (their message bytes carry only the index)."""
+        known, self._ifnames = self._ifnames, {}
+        if any(self.interface_name(index) != name for index, name in known.items()):
+            self._cache.clear()
+
+    def _run(self, request: bytes, seq: int, parse: Callable[[int], bool]) -> None:
+        if self._sampling:
+            self._dump(request, seq, parse)
+            return
+        self.begin()
+        try:
+            self._dump(request, seq, parse)
+        finally:
+            self.end()
 
     # ------------------------------------------------------------------------------ inet
 
@@ -144,53 +167,66 @@ class SockDiag:
         out: list[Socket] = []
 
         def parse(end: int) -> bool:
-            return self._parse_inet(end, seq, "tcp" if tcp else "udp", details and tcp, out)
+            return self._parse_inet(end, seq, "tcp" if tcp else "udp", details, out)
 
-        self._dump(request, seq, parse)
+        self._run(request, seq, parse)
         return out
 
-    def _parse_inet(self, end: int, seq: int, proto: str, mask: bool, out: list[Socket]) -> bool:
-        """Parse one reply buffer into ``out``; True once the dump is complete."""
-        view, unpack, cache, keep = self._view, _INET_MSG.unpack_from, self._cache, self._reuse
-        next_cache = self._next_cache
+    def _parse_inet(self, end: int, seq: int, proto: str, details: bool, out: list[Socket]) -> bool:
+        """Parse one reply buffer into ``out``; True once the dump is complete.
+
+        The hot loop of the whole source: at 100k sockets every attribute lookup counts.
+        """
+        view, cache, next_cache, keep = self._view, self._cache, self._next_cache, self._reuse
+        header, find, build = _NLMSGHDR12.unpack_from, self._layout.find, self._inet_socket
+        want_info = details and proto == "tcp"
         names = _TCP_STATE_NAMES if proto == "tcp" else _UDP_STATE_NAMES
+        spans = _NO_SPANS
         off = 0
         while off < end:
-            length, mtype, _, mseq = _NLMSGHDR.unpack_from(view, off)[:4]
-            if mtype != SOCK_DIAG_BY_FAMILY or mseq != seq or length < _INET_MSG_END:
+            length, mtype, _, mseq = header(view, off)
+            if mtype != SOCK_DIAG_BY_FAMILY or mseq != seq or length < INET_MSG_END:
                 if _check_control(view, off, length, mtype, mseq, seq):
                     return True
-            elif keep:
-                if mask and length > _INET_MSG_END:
-                    _mask_tcpi_last(view, off + _INET_MSG_END, off + length)
-                key = bytes(view[off + _HEADER : off + length])
+                off += (length + 3) & ~3
+                continue
+            if details and length > INET_MSG_END:
+                spans = find(view, off, length, want_info)
+                if spans[0] and spans[1] - spans[0] >= _TCPI_LAST_END:
+                    # Zero tcpi_last_* so that an idle socket's message repeats exactly.
+                    view[spans[0] + _TCPI_LAST_START : spans[0] + _TCPI_LAST_END] = _ZERO16
+            if keep:
+                key = bytes(view[off + NLMSG_HEADER : off + length])
                 sock = cache.get(key)
                 if sock is None:
-                    sock = self._inet_socket(unpack(view, off), off, proto, names)
+                    sock = build(off, proto, names, spans)
                 next_cache[key] = sock
-                out.append(sock)
             else:
-                out.append(self._inet_socket(unpack(view, off), off, proto, names))
+                sock = build(off, proto, names, spans)
+            out.append(sock)
             off += (length + 3) & ~3
         return False
 
-    def _inet_socket(self, fields: tuple, off: int, proto: str, names: tuple[str, ...]) -> Socket:
-        (length, _, _, _, _, family, state, timer, retrans, sport, dport, src, dst, ifindex,
-         cookie_lo, cookie_hi, expires, rqueue, wqueue, uid, inode) = fields  # fmt: skip
-        tcp = mem = None
-        if length > _INET_MSG_END:
-            tcp, mem = self._inet_attrs(off + _INET_MSG_END, off + length)
+    def _inet_socket(
+        self, off: int, proto: str, names: tuple[str, ...], spans: tuple[int, int, int, int]
+    ) -> Socket:
+        view = self._view
+        (family, state, timer, retrans, sport, dport, src, dst, ifindex, cookie_lo, cookie_hi,
+         expires, rqueue, wqueue, uid, inode) = _INET_MSG.unpack_from(view, off)[5:]  # fmt: skip
+        info_start, info_end, mem_start, mem_end = spans
+        texts = self._addr_text.get(family) or {}
+        local_addr = texts.get(src) or self._address(family, src)
         if dport or dst != _ZERO16:
-            remote_addr: str | None = self._address(family, dst)
-            remote_port: int | None = socket.ntohs(dport)
+            remote_addr: str | None = texts.get(dst) or self._address(family, dst)
+            remote_port: int | None = _ntohs(dport)
         else:
             remote_addr = remote_port = None
         return _make_socket(
             proto,
             _FAMILY_NAMES.get(family, str(family)),
             names[state],
-            self._address(family, src),
-            socket.ntohs(sport),
+            local_addr,
+            _ntohs(sport),
             remote_addr,
             remote_port,
             rqueue,
@@ -202,31 +238,18 @@ class SockDiag:
             None,
             cookie_lo | (cookie_hi << 32),
             Timer(TIMER_NAMES.get(timer, "unknown"), expires, retrans) if timer else None,
-            tcp,
-            mem,
+            parse_tcp_info(view[info_start:info_end]) if info_start else None,
+            parse_meminfo(view[mem_start:mem_end]) if mem_start else None,
         )
 
-    def _inet_attrs(self, start: int, end: int) -> tuple[TcpInfo | None, MemInfo | None]:
-        view = self._view
-        tcp = mem = None
-        while start + 4 <= end:
-            alen, atype = _NLATTR.unpack_from(view, start)
-            if alen < 4:
-                break
-            if atype == INET_DIAG_INFO:
-                tcp = parse_tcp_info(view[start + 4 : start + alen])
-            elif atype == INET_DIAG_SKMEMINFO:
-                mem = parse_meminfo(view[start + 4 : start + alen])
-            start += (alen + 3) & ~3
-        return tcp, mem
-
     def _address(self, family: int, raw: bytes) -> str:
-        """RFC 5952 text as ss prints it (libc inet_ntop: ``::ffff:127.0.0.1`` stays IPv6)."""
-        key = (family, raw)
-        text = self._addr_text.get(key)
-        if text is None:
-            packed = raw[:4] if family == socket.AF_INET else raw
-            text = self._addr_text[key] = socket.inet_ntop(family, packed)
+        """RFC 5952 text as ss prints it (libc inet_ntop: ``::ffff:127.0.0.1`` stays IPv6),
+        remembered per family by the raw 16 bytes (IPv4 uses the first 4)."""
+        if family == socket.AF_INET:
+            text = socket.inet_ntop(family, raw[:4])
+        else:
+            text = socket.inet_ntop(socket.AF_INET6, raw)
+        self._addr_text.setdefault(family, {})[raw] = text
         return text
 
     def interface_name(self, ifindex: int) -> str:
@@ -254,7 +277,7 @@ class SockDiag:
             socket.AF_UNIX, 0, ALL_STATES, 0, show, 0, 0,
         )  # fmt: skip
         out: list[Socket] = []
-        self._dump(request, seq, lambda end: self._parse_unix(end, seq, out))
+        self._run(request, seq, lambda end: self._parse_unix(end, seq, out))
         return out
 
     def _parse_unix(self, end: int, seq: int, out: list[Socket]) -> bool:
@@ -267,7 +290,7 @@ class SockDiag:
                 if _check_control(view, off, length, mtype, mseq, seq):
                     return True
             else:
-                key = bytes(view[off + _HEADER : off + length]) if keep else b""
+                key = bytes(view[off + NLMSG_HEADER : off + length]) if keep else b""
                 sock = cache.get(key) if keep else None
                 if sock is None:
                     sock = self._unix_socket(off, length)
@@ -286,7 +309,7 @@ class SockDiag:
         rqueue = wqueue = 0
         start, end = off + _UNIX_MSG_END, off + length
         while start + 4 <= end:
-            alen, atype = _NLATTR.unpack_from(view, start)
+            alen, atype = NLATTR.unpack_from(view, start)
             if alen < 4:
                 break
             if atype == UNIX_DIAG_NAME:
@@ -337,7 +360,7 @@ def _check_control(
 ) -> bool:
     """Handle a message that is not a socket: True at the end of our dump, raise on an error
     for our request, ignore anything left over from an earlier, abandoned dump."""
-    if length < _HEADER:
+    if length < NLMSG_HEADER:
         raise SockDiagFailed("sock_diag: malformed netlink message", errno.EBADMSG)
     if mseq != seq:
         return False
@@ -353,28 +376,15 @@ def _check_control(
 
 
 def _raise_if_error(view: memoryview, off: int, length: int, what: str) -> None:
-    if length < _HEADER + 4:
+    if length < NLMSG_HEADER + 4:
         return
-    code = -_S32.unpack_from(view, off + _HEADER)[0]
+    code = -_S32.unpack_from(view, off + NLMSG_HEADER)[0]
     if code <= 0:
         return
     text = f"sock_diag: {what}: {os.strerror(code)} ({errno.errorcode.get(code, code)})"
     if code in (errno.EPERM, errno.EACCES):
         raise PermissionNeeded(text)
     raise SockDiagFailed(text, code)
-
-
-def _mask_tcpi_last(view: memoryview, start: int, end: int) -> None:
-    """Zero the ``tcpi_last_*`` fields in place so an idle socket's message repeats exactly."""
-    while start + 4 <= end:
-        alen, atype = _NLATTR.unpack_from(view, start)
-        if alen < 4:
-            return
-        if atype == INET_DIAG_INFO:
-            if alen >= 4 + _TCPI_LAST_END:
-                view[start + 4 + _TCPI_LAST_START : start + 4 + _TCPI_LAST_END] = _ZERO16
-            return
-        start += (alen + 3) & ~3
 
 
 def unix_name(raw: bytes) -> str | None:

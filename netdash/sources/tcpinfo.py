@@ -1,4 +1,5 @@
-"""``struct tcp_info`` and socket memory from sock_diag attributes, and fast record construction.
+"""The attributes of inet_diag messages: ``struct tcp_info``, socket memory, where to find them;
+and fast construction of the model's frozen records.
 
 Kept apart from :mod:`netdash.sources.sockdiag` so the netlink transport and the struct layouts
 each stay readable on their own.
@@ -15,6 +16,14 @@ from typing import Any, TypeVar
 from netdash.model import MemInfo, TcpInfo
 
 T = TypeVar("T")
+
+NLMSG_HEADER = 16  # sizeof(struct nlmsghdr), linux/netlink.h
+INET_MSG_END = NLMSG_HEADER + 72  # + sizeof(struct inet_diag_msg): attributes start here
+_IDIAG_STATE = NLMSG_HEADER + 1  # inet_diag_msg.idiag_state; tcp_info starts with tcpi_state
+NLATTR = struct.Struct("=HH")  # struct nlattr: nla_len, nla_type
+# linux/inet_diag.h: the attributes we ask for (as bits of idiag_ext: 1 << (attr - 1)).
+INET_DIAG_INFO = 2
+INET_DIAG_SKMEMINFO = 7
 
 # struct tcp_info, linux/tcp.h, as far as netdash reads it (216 bytes; Linux 6.x sends ~248).
 _TCP_INFO = struct.Struct(
@@ -131,3 +140,61 @@ def parse_meminfo(data: memoryview | bytes) -> MemInfo | None:
     if size >= _SKMEMINFO_MIN:
         return _make_meminfo(*_U32X8.unpack_from(data), None)
     return None
+
+
+class AttrLayout:
+    """Finds the INET_DIAG_INFO and INET_DIAG_SKMEMINFO payloads of an inet_diag message.
+
+    The kernel writes attributes in a fixed order, so in one dump they nearly always sit where
+    they sat in the previous message. Checking that guess (type, the length this kernel uses,
+    and for tcp_info its first byte, ``tcpi_state``, against the message's state) costs one
+    unpack instead of a walk over every attribute; any mismatch walks and learns again.
+    """
+
+    __slots__ = ("info_len", "info_rel", "mem_len", "mem_rel")
+
+    def __init__(self) -> None:
+        self.info_rel = self.info_len = self.mem_rel = self.mem_len = 0
+
+    def find(
+        self, view: memoryview, off: int, length: int, want_info: bool
+    ) -> tuple[int, int, int, int]:
+        """(info start, info end, mem start, mem end) as offsets in ``view``; 0, 0 if absent."""
+        unpack = NLATTR.unpack_from
+        rel = self.mem_rel
+        if rel and rel + self.mem_len <= length and unpack(view, off + rel) == (
+            self.mem_len, INET_DIAG_SKMEMINFO
+        ):  # fmt: skip
+            if not want_info:
+                return 0, 0, off + rel + 4, off + rel + self.mem_len
+            info = self.info_rel
+            if (
+                info
+                and info + self.info_len <= length
+                and unpack(view, off + info) == (self.info_len, INET_DIAG_INFO)
+                and view[off + info + 4]
+                == view[off + NLMSG_HEADER + 1]  # tcpi_state == idiag_state
+            ):
+                return (
+                    off + info + 4,
+                    off + info + self.info_len,
+                    off + rel + 4,
+                    off + rel + self.mem_len,
+                )
+        return self._walk(view, off, length)
+
+    def _walk(self, view: memoryview, off: int, length: int) -> tuple[int, int, int, int]:
+        spans = [0, 0, 0, 0]
+        rel = INET_MSG_END
+        while rel + 4 <= length:
+            alen, atype = NLATTR.unpack_from(view, off + rel)
+            if alen < 4 or rel + alen > length:
+                break
+            if atype == INET_DIAG_INFO:
+                self.info_rel, self.info_len = rel, alen
+                spans[0:2] = off + rel + 4, off + rel + alen
+            elif atype == INET_DIAG_SKMEMINFO:
+                self.mem_rel, self.mem_len = rel, alen
+                spans[2:4] = off + rel + 4, off + rel + alen
+            rel += (alen + 3) & ~3
+        return spans[0], spans[1], spans[2], spans[3]
