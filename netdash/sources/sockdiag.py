@@ -56,11 +56,11 @@ UNIX_TYPES = {socket.SOCK_STREAM: "stream", socket.SOCK_DGRAM: "dgram", 5: "seqp
 _INET_REQUEST = struct.Struct("=IHHII BBBx I 48x")
 # nlmsghdr + struct unix_diag_req: family, protocol, pad, states, ino, show, cookie[2].
 _UNIX_REQUEST = struct.Struct("=IHHII BBxx IIIII")
-# nlmsghdr + struct inet_diag_msg: family, state, timer, retrans, then inet_diag_sockid
+# struct inet_diag_msg, after the nlmsghdr: family, state, timer, retrans, then inet_diag_sockid
 # (sport and dport are big-endian, src and dst 16 bytes, if, cookie[2]), then expires (ms),
 # rqueue, wqueue, uid, inode.
-_INET_MSG = struct.Struct("=IHHII BBBB HH 16s16s I II IIIII")
-assert _INET_MSG.size == INET_MSG_END
+_INET_MSG = struct.Struct("=BBBB HH 16s16s I II IIIII")
+assert NLMSG_HEADER + _INET_MSG.size == INET_MSG_END
 # nlmsghdr + struct unix_diag_msg: family, type, state, pad, ino, cookie[2].
 _UNIX_MSG = struct.Struct("=IHHII BBBx I II")
 _UNIX_MSG_END = _UNIX_MSG.size  # 32
@@ -79,6 +79,7 @@ _ntohs = socket.ntohs
 _RECV_BUFFER = 1 << 20  # the kernel fills at most ~32 KiB per recv; the slack keeps unpack safe
 
 _make_socket = fast_constructor(Socket)
+_make_timer = fast_constructor(Timer)
 _TCP_STATE_NAMES = tuple(TCP_STATES.get(n, f"UNKNOWN({n})") for n in range(256))
 _UDP_STATE_NAMES = tuple(DATAGRAM_STATES.get(n, _TCP_STATE_NAMES[n]) for n in range(256))
 _FAMILY_NAMES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
@@ -181,7 +182,6 @@ class SockDiag:
         header, find, build = _NLMSGHDR12.unpack_from, self._layout.find, self._inet_socket
         want_info = details and proto == "tcp"
         names = _TCP_STATE_NAMES if proto == "tcp" else _UDP_STATE_NAMES
-        spans = _NO_SPANS
         off = 0
         while off < end:
             length, mtype, _, mseq = header(view, off)
@@ -190,6 +190,7 @@ class SockDiag:
                     return True
                 off += (length + 3) & ~3
                 continue
+            spans = _NO_SPANS
             if details and length > INET_MSG_END:
                 spans = find(view, off, length, want_info)
                 if spans[0] and spans[1] - spans[0] >= _TCPI_LAST_END:
@@ -211,8 +212,9 @@ class SockDiag:
         self, off: int, proto: str, names: tuple[str, ...], spans: tuple[int, int, int, int]
     ) -> Socket:
         view = self._view
+        fields = _INET_MSG.unpack_from(view, off + NLMSG_HEADER)
         (family, state, timer, retrans, sport, dport, src, dst, ifindex, cookie_lo, cookie_hi,
-         expires, rqueue, wqueue, uid, inode) = _INET_MSG.unpack_from(view, off)[5:]  # fmt: skip
+         expires, rqueue, wqueue, uid, inode) = fields  # fmt: skip
         info_start, info_end, mem_start, mem_end = spans
         texts = self._addr_text.get(family) or {}
         local_addr = texts.get(src) or self._address(family, src)
@@ -223,7 +225,7 @@ class SockDiag:
             remote_addr = remote_port = None
         return _make_socket(
             proto,
-            _FAMILY_NAMES.get(family, str(family)),
+            _FAMILY_NAMES.get(family) or str(family),
             names[state],
             local_addr,
             _ntohs(sport),
@@ -237,7 +239,7 @@ class SockDiag:
             None,
             None,
             cookie_lo | (cookie_hi << 32),
-            Timer(TIMER_NAMES.get(timer, "unknown"), expires, retrans) if timer else None,
+            _make_timer(TIMER_NAMES.get(timer, "unknown"), expires, retrans) if timer else None,
             parse_tcp_info(view[info_start:info_end]) if info_start else None,
             parse_meminfo(view[mem_start:mem_end]) if mem_start else None,
         )

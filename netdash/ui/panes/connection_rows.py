@@ -37,17 +37,17 @@ from netdash.ui.tableview import Column, Row
 COLUMNS: tuple[Column, ...] = (
     Column("proto", "Proto", width=5, min_width=4, priority=3),
     Column("state", "State", width=10, min_width=10, priority=0),
-    Column("local", "Local", width=24, min_width=14, priority=0, flex=True),
-    Column("remote", "Remote", width=24, min_width=14, priority=0, flex=True),
+    Column("local", "Local", width=20, min_width=14, priority=0, flex=True),
+    Column("remote", "Remote", width=20, min_width=14, priority=0, flex=True),
     Column("recv_q", "Recv-Q", width=6, min_width=6, align="right", priority=7),
     Column("send_q", "Send-Q", width=6, min_width=6, align="right", priority=7),
     Column("rtt", "RTT ms", width=6, min_width=6, align="right", priority=5),
-    Column("retrans", "Retr", width=5, min_width=4, align="right", priority=6),
+    Column("retrans", "Retr", width=4, min_width=4, align="right", priority=6),
     Column("rx", "In/s", width=6, min_width=6, align="right", priority=4),
     Column("tx", "Out/s", width=6, min_width=6, align="right", priority=4),
     Column("accept", "Accept-Q", width=14, min_width=9, align="right", priority=5),
     Column("pid", "PID", width=7, min_width=5, align="right", priority=2),
-    Column("process", "Process", width=14, min_width=10, priority=1, flex=True),
+    Column("process", "Process", width=12, min_width=10, priority=1, flex=True),
 )
 COLUMN_INDEX: dict[str, int] = {column.key: index for index, column in enumerate(COLUMNS)}
 
@@ -140,9 +140,12 @@ def build_entry(sock: Socket, sample: SocketSample, rate: ByteRate | None) -> Co
 
 
 def build_row(key: Hashable, entry: ConnEntry, born: float) -> Row:
-    sock, rate = entry.sock, entry.rate
+    sock = entry.sock
     info = sock.tcp
-    has_rtt = info is not None and sock.state not in ("LISTEN", "TIME_WAIT")
+    # A listener moves no bytes and has no round trip: blank beats a misleading 0.
+    connected = sock.state not in ("LISTEN", "TIME_WAIT", "UNCONN")
+    rate = entry.rate if connected else None
+    has_rtt = info is not None and connected
     pid_cell, process_cell = owner_cells(entry.owners, entry.reason)
     cells = (
         proto_label(sock),
@@ -152,7 +155,7 @@ def build_row(key: Hashable, entry: ConnEntry, born: float) -> Row:
         str(sock.recv_q),
         str(sock.send_q),
         milliseconds(info.rtt_us) if has_rtt and info else "",
-        str(info.total_retrans) if info is not None else "",
+        str(info.total_retrans) if info is not None and connected else "",
         human_rate(rate.rx) if rate else "",
         human_rate(rate.tx) if rate else "",
         accept_fill(sock),
@@ -168,7 +171,7 @@ def build_row(key: Hashable, entry: ConnEntry, born: float) -> Row:
         sock.recv_q,
         sock.send_q,
         info.rtt_us if has_rtt and info else None,
-        info.total_retrans if info is not None else None,
+        info.total_retrans if info is not None and connected else None,
         rate.rx if rate else None,
         rate.tx if rate else None,
         sock.recv_q / sock.send_q if sock.state == "LISTEN" and sock.send_q else None,

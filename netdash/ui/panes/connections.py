@@ -229,8 +229,8 @@ class ConnectionsPane(Vertical):
             parts.append((f"filter: {visible(self.query.text)}", "bold magenta"))
         if self.filter_error:
             parts.append((self.filter_error, "bold red"))
-        shown = len(self.group_view) if self.grouped else len(self.view)
-        parts.append((f"{shown:,} shown of {self.view.total:,}", "dim"))
+        elif self.grouped:
+            parts.append(("Enter: show a group's sockets · g: next grouping · Esc: ungroup", "dim"))
         self.query_one(FilterStatus).show(parts)
 
     def action_open_filter(self) -> None:
@@ -333,8 +333,11 @@ class ConnectionsPane(Vertical):
         entry: ConnEntry = row.data
         pids = sorted({owner.pid for owner in entry.owners})
         if not pids:
-            self.notify(entry.reason or "this socket has no owner process", title="No owner",
-                        severity="warning")
+            self.notify(
+                entry.reason or "this socket has no owner process",
+                title="No owner",
+                severity="warning",
+            )
         elif len(pids) == 1:
             self.post_message(self.OpenProcess(pids[0]))
         else:

@@ -36,8 +36,12 @@ class OwnerChooser(ModalScreen[int | None]):
             label.append(f"  user {visible(owner.user or str(owner.uid))}  fd {','.join(fds)}")
             options.append(Option(label, id=str(owner.pid)))
         with Vertical(id="chooser"):
-            yield Static(Text(f"{len(options)} processes hold "
-                              f"{local_label(self.entry.sock)} — open which?", style="bold"))
+            yield Static(
+                Text(
+                    f"{len(options)} processes hold {local_label(self.entry.sock)} — open which?",
+                    style="bold",
+                )
+            )
             yield OptionList(*options, id="owners")
 
     @on(OptionList.OptionSelected)

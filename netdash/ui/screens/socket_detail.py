@@ -75,12 +75,21 @@ def detail_rows(entry: ConnEntry) -> list[tuple[str, str]]:
         rows.extend(tcp_rows(sock.tcp))
     if sock.mem is not None:
         mem = sock.mem
-        rows.append(("memory", f"rmem {mem.rmem_alloc}/{mem.rcvbuf}  wmem {mem.wmem_alloc}/"
-                               f"{mem.sndbuf}  queued {mem.wmem_queued}  backlog {mem.backlog}"
-                               + (f"  drops {mem.drops}" if mem.drops is not None else "")))
+        rows.append(
+            (
+                "memory",
+                f"rmem {mem.rmem_alloc}/{mem.rcvbuf}  wmem {mem.wmem_alloc}/"
+                f"{mem.sndbuf}  queued {mem.wmem_queued}  backlog {mem.backlog}"
+                + (f"  drops {mem.drops}" if mem.drops is not None else ""),
+            )
+        )
     if entry.rate is not None:
-        rows.append(("rate (TCP payload)", f"in {human_bytes(entry.rate.rx)}/s  "
-                                           f"out {human_bytes(entry.rate.tx)}/s"))
+        rows.append(
+            (
+                "rate (TCP payload)",
+                f"in {human_bytes(entry.rate.rx)}/s  out {human_bytes(entry.rate.tx)}/s",
+            )
+        )
     return rows
 
 

@@ -41,7 +41,7 @@ class StatusLine(Widget):
         text.append(f" {visible(host.hostname)} ", style="bold")
         text.append(f"{host.kernel} · netns {visible(host.netns)} · ")
         if host.is_root:
-            text.append("root", style="green")
+            text.append("root", style="bold green")
         else:
             text.append(WITHOUT_ROOT, style="bold yellow")
         text.append(f" · {self.source_label()} · every {self.interval:g}s · ")
