@@ -3,12 +3,14 @@
 A recording is what the real collectors saw, so a UI test or a screenshot fed from one shows the
 app as it behaves on a real machine, but deterministically. The format is a JSON object
 ``{"format": "netdash-recording", "version": 1, "host": {...}, "samples": [...]}``, each sample
-holding its sockets as objects with the model's field names.
+holding its sockets as objects with the model's field names; gzip-compressed when the file name
+ends in ``.gz``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -83,11 +85,13 @@ def write_recording(path: Path, host: HostInfo, samples: Iterable[SocketSample])
         "host": _record_to_dict(host),
         "samples": [sample_to_dict(sample) for sample in samples],
     }
-    path.write_text(json.dumps(document, separators=(",", ":")))
+    data = json.dumps(document, separators=(",", ":")).encode()
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
 
 
 def read_recording(path: Path) -> Recording:
-    document = json.loads(path.read_text())
+    data = path.read_bytes()
+    document = json.loads(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
     if document.get("format") != FORMAT:
         raise ValueError(f"{path} is not a netdash recording")
     if document.get("version") != VERSION:
