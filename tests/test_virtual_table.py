@@ -285,6 +285,10 @@ async def test_only_changed_lines_are_repainted() -> None:
 
         table.render_line = spy  # type: ignore[method-assign]
         assert original(6) is original(6)  # cached
+        view.apply([make_row(i) for i in range(1_000)], removed=[])  # new objects, same content
+        table.refresh_rows()
+        await settle(pilot)
+        assert painted == []  # nothing on screen looks different: no output
         view.apply([make_row(5, process="changed")], removed=[])  # row 5 is on line 6
         table.refresh_rows()
         await settle(pilot)
@@ -303,6 +307,12 @@ async def test_only_changed_lines_are_repainted() -> None:
         await pilot.press("end")
         await settle(pilot)
         assert cells_of(screen_text(table)[-1])[0] == "5000"
+        painted.clear()
+        view.set_sort(LOCAL)  # the same order by another column: only the arrow moves
+        table.refresh_rows()
+        await settle(pilot)
+        assert painted == [0]
+        assert "Local▲" in screen_text(table)[0]
 
 
 async def test_scrollbar_appears_when_rows_outgrow_the_screen() -> None:

@@ -55,6 +55,15 @@ from netdash.ui.tableview import (
 Painted = tuple[Row | None, bool, bool]
 
 
+def _looks_same(old: Row | None, new: Row | None) -> bool:
+    """Whether two versions of a line's row paint the same (a new object is often no change)."""
+    if old is new:
+        return True
+    if old is None or new is None:
+        return False
+    return old.key == new.key and old.cells == new.cells and old.styles == new.styles
+
+
 @lru_cache(maxsize=256)
 def cell_style(name: str) -> Style:
     """The Rich style a producer named for a cell; a name Rich cannot parse shows plain."""
@@ -177,7 +186,8 @@ class VirtualTable(ScrollView, can_focus=True):
         self._cursor_key: Hashable | None = None
         self._cursor_position = -1
         self._strips: LRUCache[tuple[object, ...], tuple[Row, Strip]] = LRUCache(2048)
-        self._painted: dict[int, Painted] = {}
+        self._painted: dict[int, Painted] = {}  # by screen line, below the header
+        self._painted_header: tuple[object, ...] = ()
         self._styles: tuple[Style, ...] = ()
         self._epoch = 0
         self._now = time.monotonic()
@@ -241,20 +251,21 @@ class VirtualTable(ScrollView, can_focus=True):
     def refresh_rows(self, changed_keys: Iterable[Hashable] | None = None) -> None:
         """Take in what the owner did to the view; call after ``apply``/``set_filter``/``set_sort``.
 
-        Repaints only the lines whose row object changed (rows are immutable, so a new object is
-        a change), moved, or changed cursor or new-row state. ``changed_keys`` forces a repaint of
-        those rows even if their ``Row`` objects are the same (for a style the row does not carry).
+        Repaints only the on-screen lines whose text, cell styles, cursor or new-row state differ
+        from what they showed: a producer that re-sends an unchanged row costs no output.
+        ``changed_keys`` is accepted for owners that have the set at hand but is not needed (and
+        not worth building at 100k rows): the widget compares the ~40 lines on screen itself.
         """
+        del changed_keys  # see the docstring: comparing what is on screen is cheaper and exact
         self._update_virtual_size()
         moved_key = self._follow_cursor_key()
-        forced = set(changed_keys) if changed_keys is not None else None
-        self._repaint_changed_lines(forced)
+        self._repaint_changed_lines()
         if moved_key:
             self.post_message(self.CursorMoved(self, self._cursor_key))
 
     def tick(self) -> None:
         """Repaint lines whose new-row highlight expired (the widget also does it on a timer)."""
-        self._repaint_changed_lines(None)
+        self._repaint_changed_lines()
 
     def move_cursor_to_key(self, key: Hashable) -> bool:
         """Put the cursor on ``key`` and scroll to it; False when the view does not show it."""
@@ -273,7 +284,6 @@ class VirtualTable(ScrollView, can_focus=True):
         index = self._column_index(column) if column is not None else None
         self._view.set_sort(index, reverse)
         self.refresh_rows()
-        self.refresh(Region(0, 0, self._width, 1))
 
     def cycle_sort(self) -> None:
         """Sort by the next shown column (ascending), as the ``s`` key does; posts SortChanged."""
@@ -350,6 +360,14 @@ class VirtualTable(ScrollView, can_focus=True):
     def render_lines(self, crop: Region) -> list[Strip]:
         self._now = time.monotonic()
         self._next_expiry = 0.0
+        self._take_styles()
+        strips = super().render_lines(crop)
+        if self._next_expiry:
+            self._schedule_expiry(self._next_expiry)
+        return strips
+
+    def _take_styles(self) -> None:
+        """Read the component styles once per frame; new ones make every cached strip stale."""
         styles = (
             self.rich_style,
             self.get_component_rich_style("virtual-table--header"),
@@ -358,20 +376,18 @@ class VirtualTable(ScrollView, can_focus=True):
         )
         if styles != self._styles:
             self._styles = styles
-            self._epoch += 1  # theme or focus changed: every cached strip has stale colours
-        strips = super().render_lines(crop)
-        if self._next_expiry:
-            self._schedule_expiry(self._next_expiry)
-        return strips
+            self._epoch += 1  # theme or focus changed
 
     def render_line(self, y: int) -> Strip:
+        if not self._styles:
+            self._take_styles()
         width = self._width
         if y == 0:
             return self._render_header(width)
         position = self.scroll_offset.y + y - 1
         if position >= len(self._view):
             self._painted[y] = (None, False, False)
-            return Strip.blank(width, self._styles[0] if self._styles else None)
+            return Strip.blank(width, self._styles[0])
         row = self._view.row_at(position)
         is_cursor = position == self._cursor_position
         is_new = self._is_new(row)
@@ -382,7 +398,7 @@ class VirtualTable(ScrollView, can_focus=True):
         self._painted[y] = (row, is_cursor, is_new)
         cache_key = (row.key, width, is_cursor, is_new, self._epoch)
         cached = self._strips.get(cache_key)
-        if cached is not None and cached[0] is row:
+        if cached is not None and _looks_same(cached[0], row):
             return cached[1]
         strip = self._render_row(row, width, is_cursor, is_new)
         self._strips.discard(cache_key)  # LRUCache.set never overwrites a present key
@@ -390,7 +406,11 @@ class VirtualTable(ScrollView, can_focus=True):
         return strip
 
     def _render_row(self, row: Row, width: int, is_cursor: bool, is_new: bool) -> Strip:
-        """One row as one Segment, split only around cells that carry their own style."""
+        """One row as one Segment, split only around cells that carry their own style.
+
+        Under the cursor the cursor style wins over a cell's own colours: the row reads as one
+        bar, as in htop and DataTable.
+        """
         base, _, cursor, new = self._styles
         line_style = base + new if is_new else base
         if is_cursor:
@@ -419,8 +439,12 @@ class VirtualTable(ScrollView, can_focus=True):
             segments.append(Segment("".join(plain), line_style))
         return Strip(segments).adjust_cell_length(width, line_style)
 
+    def _header_state(self) -> tuple[object, ...]:
+        return (self._view.sort_column, self._view.reverse, self._width, self._epoch)
+
     def _render_header(self, width: int) -> Strip:
-        header_style = self._styles[0] + self._styles[1] if self._styles else None
+        header_style = self._styles[0] + self._styles[1]
+        self._painted_header = self._header_state()
         view = self._view
         parts = []
         for index, cell_width in self._current_layout():
@@ -432,10 +456,12 @@ class VirtualTable(ScrollView, can_focus=True):
         text = (" " * SEPARATOR).join(parts)
         return Strip([Segment(text, header_style)]).adjust_cell_length(width, header_style)
 
-    def _repaint_changed_lines(self, forced: set[Hashable] | None) -> None:
+    def _repaint_changed_lines(self) -> None:
         """Refresh each on-screen line whose row, cursor or new-row state differs from its paint."""
         self._now = time.monotonic()
         width = self._width
+        if self._header_state() != self._painted_header:  # the sort arrow moved
+            self.refresh(Region(0, 0, width, 1))
         top = self.scroll_offset.y
         count = len(self._view)
         for y in range(1, self.scrollable_content_region.height):
@@ -446,16 +472,8 @@ class VirtualTable(ScrollView, can_focus=True):
             else:
                 now = (None, False, False)
             then = self._painted.get(y)
-            forced_here = forced is not None and now[0] is not None and now[0].key in forced
-            if then is None or then[0] is not now[0] or then[1:] != now[1:] or forced_here:
-                if forced_here:
-                    self._forget_strips(now[0].key, width)  # type: ignore[union-attr]
+            if then is None or then[1:] != now[1:] or not _looks_same(then[0], now[0]):
                 self.refresh(Region(0, y, width, 1))
-
-    def _forget_strips(self, key: Hashable, width: int) -> None:
-        for is_cursor in (False, True):
-            for is_new in (False, True):
-                self._strips.discard((key, width, is_cursor, is_new, self._epoch))
 
     def _is_new(self, row: Row) -> bool:
         return bool(row.born) and self._now - row.born < self.new_row_seconds
@@ -481,15 +499,12 @@ class VirtualTable(ScrollView, can_focus=True):
         if count == 0:
             return
         position = min(max(position, 0), count - 1)
-        old = self._cursor_position
         self._cursor_position = position
         key = self._view.key_at(position)
         moved = key != self._cursor_key
         self._cursor_key = key
         if not self._scroll_to_cursor():
-            top = self.scroll_offset.y
-            for changed in {old, position}:
-                self.refresh(Region(0, changed - top + 1, self._width, 1))
+            self._repaint_changed_lines()  # the old and new cursor lines
         if moved:
             self.post_message(self.CursorMoved(self, key))
 
