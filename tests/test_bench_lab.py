@@ -118,3 +118,19 @@ def test_compare_interleaves_sides_and_takes_ratios_per_round() -> None:
 def test_call_side_measures_wall_and_cpu_of_the_call() -> None:
     run = call_side("spin", lambda: sum(range(200_000))).measure()
     assert run.wall_s > 0 and run.cpu_s is not None and run.cpu_s > 0
+
+
+def test_synthetic_refresh_changes_every_counter_and_churns_one_percent() -> None:
+    from benchmarks.synthetic import OWNER_PROCESSES, SyntheticSockets
+
+    source = SyntheticSockets(1000)
+    first, second = source.next_sample(), source.next_sample()
+    assert len(first.sockets) == len(second.sockets) == 1000 + OWNER_PROCESSES
+    before = {s.key: s for s in first.sockets}
+    after = {s.key: s for s in second.sockets}
+    assert len(after.keys() - before.keys()) == 10  # 1% added
+    assert len(before.keys() - after.keys()) == 10  # 1% removed
+    kept = [key for key in after if key in before and after[key].tcp is not None]
+    assert kept and all(after[k].tcp.bytes_acked != before[k].tcp.bytes_acked for k in kept)
+    owned = [s for s in second.sockets if s.inode]
+    assert all(second.owners_of(s) for s in owned)
