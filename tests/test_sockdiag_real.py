@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import gc
 import os
 import re
 import socket
@@ -31,6 +32,7 @@ from netdash.sources.sockets import (
     GAP_TCP_INFO,
     GAP_UNIX,
     SocketReader,
+    gc_paused,
 )
 from netdash.sources.tcpinfo import AttrLayout, fast_constructor, parse_meminfo, parse_tcp_info
 
@@ -501,3 +503,17 @@ def test_attribute_layout_guess_is_checked_and_relearned() -> None:
         assert bytes(buffer[info_start:info_end]) == info
         assert mem_end - mem_start == 36 and mem_start > off
     assert spans[1][0] - len(plain) == spans[0][0] + 8  # moved by the MARK attribute
+
+
+def test_gc_is_held_during_a_read_and_given_back_as_it_was() -> None:
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # the application's own choice is kept
+    finally:
+        gc.enable()
