@@ -135,9 +135,12 @@ class Query:
         last_old, last_new = old[-1], new[len(old) - 1]
         if last_new == last_old:
             return True
-        # A longer bare word is a narrower substring match; field values are not (port:8 vs 80).
-        is_bare = ":" not in last_old and not last_old.startswith("!")
-        return is_bare and last_new.startswith(last_old)
+        # A longer bare word is a narrower substring match; field values are not (port:8 vs 80),
+        # and a bare word that became a field term ("state" -> "state:listen") is a new question.
+        def is_bare(word: str) -> bool:
+            return ":" not in word and not word.startswith("!") and '"' not in word
+
+        return is_bare(last_old) and is_bare(last_new) and last_new.startswith(last_old)
 
 
 def compile_query(text: str) -> Query:

@@ -158,3 +158,4 @@ def test_narrowing_detection():
     assert not compile_query("port:80").narrows(compile_query("port:8"))
     assert not compile_query("ngi").narrows(compile_query("nginx"))
     assert not compile_query("abc").narrows(None)
+    assert not compile_query("state:listen").narrows(compile_query("state"))

@@ -75,7 +75,7 @@ class NetdashApp(App[int]):
     def compose(self) -> ComposeResult:
         yield StatusLine(self.host, self.interval, id="status")
         yield ConnectionsPane(self.feed, self.host, id="connections")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sampler.unix = False
@@ -175,15 +175,16 @@ def build_live_app(args: argparse.Namespace) -> NetdashApp:
     return NetdashApp(sampler, read_host_info(target.label), args.interval)
 
 
-def build_replay_app(path: Path, interval: float) -> NetdashApp:
+def build_replay_app(path: Path, interval: float = 1.0, *, autostart: bool = True) -> NetdashApp:
+    """The real app on a recording: for `--replay`, the UI tests and the screenshots."""
     from netdash.record import ReplaySampler, read_recording
 
     recording = read_recording(path)
     sampler = ReplaySampler(recording.samples)
-    return NetdashApp(_ReplayAdapter(sampler.sample), recording.host, interval)
+    return NetdashApp(ReplayAdapter(sampler.sample), recording.host, interval, autostart=autostart)
 
 
-class _ReplayAdapter:
+class ReplayAdapter:
     """A recording has what it has: the UNIX toggle filters, it cannot add sockets."""
 
     def __init__(self, sample: Callable[[], SocketSample]) -> None:

@@ -35,7 +35,7 @@ from netdash.ui.format import (
 from netdash.ui.tableview import Column, Row
 
 COLUMNS: tuple[Column, ...] = (
-    Column("proto", "Proto", width=5, min_width=4, priority=3),
+    Column("proto", "Proto", width=5, min_width=5, priority=3),
     Column("state", "State", width=10, min_width=10, priority=0),
     Column("local", "Local", width=20, min_width=14, priority=0, flex=True),
     Column("remote", "Remote", width=20, min_width=14, priority=0, flex=True),

@@ -82,10 +82,10 @@ class ConnectionsPane(Vertical):
         Binding("S", "reverse_sort", "Reverse", show=False),
         Binding("l", "set_view('listening')", "Listen"),
         Binding("e", "set_view('established')", "Estab"),
-        Binding("a", "set_view('all')", "All"),
+        Binding("a", "set_view('all')", "All", show=False),
         Binding("g", "cycle_group", "Group"),
-        Binding("u", "toggle_unix", "UNIX"),
-        Binding("i", "detail", "Info"),
+        Binding("u", "toggle_unix", "UNIX", show=False),
+        Binding("i", "detail", "Info", show=False),
         Binding("escape", "back", "Back", show=False),
     ]
 
@@ -279,6 +279,9 @@ class ConnectionsPane(Vertical):
 
     def action_toggle_unix(self) -> None:
         self.show_unix = not self.show_unix
+        summary = self.query_one(StateSummary)
+        summary.show_unix = self.show_unix
+        summary.refresh()
         self.post_message(self.UnixToggled(self.show_unix))
         self._apply_filter()
 
