@@ -359,6 +359,25 @@ async def test_new_rows_highlight_then_fade() -> None:
         assert background(4) == background(5)  # faded by the widget's own timer
 
 
+async def test_enter_in_footer_is_configurable() -> None:
+    for options, shown, posts in (
+        ({}, True, True),
+        ({"activate_label": None}, False, True),
+        ({"activatable": False}, False, False),
+        ({}, True, True),  # the other instances did not change the class's bindings
+    ):
+        app = TableApp(TableView([make_row(1)]), **options)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(pilot)
+            enter = app.screen.active_bindings.get("enter")
+            assert (enter is not None and enter.binding.show) == shown, options
+            if shown:
+                assert enter is not None and enter.binding.description == "Drill down"
+            await pilot.press("enter")
+            activated = [m for m in app.messages if isinstance(m, VirtualTable.RowActivated)]
+            assert bool(activated) == posts, options
+
+
 # -- timings: python tests/test_virtual_table.py ----------------------------------------------
 
 

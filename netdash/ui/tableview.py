@@ -134,10 +134,10 @@ def search_filter(query: str) -> RowFilter | None:
     return lambda row: needle in row.search_text
 
 
-#: Re-insert changed/added rows one by one (bisect) up to this many, else re-sort everything.
-#: Measured at 100k rows: merging 1,000 insertions costs ~9 ms, a full re-sort of a nearly sorted
-#: view ~25 ms; the lines cross near 3,000.
-INCREMENTAL_LIMIT = 2_000
+#: Re-insert moved/added rows by binary search up to this many, else re-sort the whole view.
+#: Measured at 100k rows sorted by a float (CPU ms, median of 5, busy 2-core VM): 100 moved rows
+#: 14 incremental vs 42 full, 1,000: 28 vs 27, 2,000: 44 vs 48, 4,000: 61 vs 46.
+INCREMENTAL_LIMIT = 1_500
 
 
 class TableView:
@@ -239,19 +239,29 @@ class TableView:
     # -- mutating ----------------------------------------------------------------------------
 
     def replace_all(self, rows: Iterable[Row]) -> None:
-        """Drop every row and hold ``rows`` instead (first load, or a source that restarted)."""
-        self._slot_of: dict[Hashable, int] = {}
-        self._rows: list[Row | None] = []  # by slot; None marks a free slot
-        self._arrival: list[int] = []  # by slot: a counter, the sort key when unsorted
-        self._values: list[Any] = []  # by slot: the sort column's value (0 in free slots)
-        self._shown: list[bool] = []  # by slot: passes the filter (False in free slots)
+        """Drop every row and hold ``rows`` instead (first load, or a source that restarted).
+
+        Built column by column rather than row by row: ~3x faster than ``apply`` on an empty view.
+        A key given twice keeps its last row.
+        """
+        unique = list({row.key: row for row in rows}.values())
+        count = len(unique)
+        column = self._sort_column
+        keep = self._filter
+        self._rows: list[Row | None] = list(unique)  # by slot; None marks a free slot
+        self._slot_of: dict[Hashable, int] = {row.key: slot for slot, row in enumerate(unique)}
+        self._arrival: list[int] = list(range(count))  # by slot: the sort key when unsorted
+        self._next_arrival = count
+        self._values: list[Any] = (  # by slot: the sort column's value (0 in free slots)
+            list(range(count)) if column is None else [row.sort_values[column] for row in unique]
+        )
+        self._shown: list[bool] = (  # by slot: passes the filter (False in free slots)
+            [True] * count if keep is None else [bool(keep(row)) for row in unique]
+        )
         self._free: list[int] = []
-        self._next_arrival = 0
-        self._order: list[int] = []  # visible slots in display order
+        slots = list(compress(range(count), self._shown))
+        self._order: list[int] = self._sorted(slots)  # visible slots in display order
         self._positions: list[int] | None = None  # by slot, built lazily by position_of
-        for row in rows:
-            self._add(row)
-        self._rebuild_order()
 
     def apply(self, changed: Iterable[Row], removed: Iterable[Hashable] = ()) -> bool:
         """Apply a refresh diff: rows added or changed (by key), keys removed (removal wins).

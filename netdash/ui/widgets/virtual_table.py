@@ -15,8 +15,9 @@ How an owner (a pane) drives it::
 
 The cursor follows its row *key* through refreshes, filters and sorts; when the row vanishes the
 cursor stays at the same position (clamped). Messages: :class:`VirtualTable.CursorMoved`,
-:class:`VirtualTable.RowActivated` (Enter, shown in the footer as "Drill down" unless the table is
-built with ``activatable=False``), :class:`VirtualTable.SortChanged` (a header click).
+:class:`VirtualTable.RowActivated` (Enter or a double click; the footer shows "Drill down" unless
+the table is built with another ``activate_label``, None to leave the footer to the owner), and
+:class:`VirtualTable.SortChanged` (a header click, ``cycle_sort``, ``reverse_sort``).
 
 Cells are never parsed as markup: ``[red]x[/]`` shows as typed. Control characters are made
 visible here too (``netdash.textsafe.visible``), in case a producer forgot.
@@ -171,11 +172,23 @@ class VirtualTable(ScrollView, can_focus=True):
         view: TableView | None = None,
         new_row_seconds: float = 3.0,
         activatable: bool = True,
+        activate_label: str | None = "Drill down",
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
+        """``columns`` in display order; ``view`` the rows (an empty view until ``set_view``).
+
+        Enter posts :class:`RowActivated` and shows in the footer as ``activate_label``; pass
+        ``activate_label=None`` to keep Enter but leave the footer to the owner (at 80 columns
+        every label counts), or ``activatable=False`` for a table whose rows lead nowhere.
+        """
         super().__init__(name=name, id=id, classes=classes)
+        if activate_label != "Drill down":
+            # Per-instance footer label: each widget owns a copy of the class's bindings map.
+            self._bindings.key_to_bindings["enter"] = [
+                Binding("enter", "activate", activate_label or "", show=activate_label is not None)
+            ]
         self._columns = tuple(columns)
         self._view = view if view is not None else TableView()
         self.new_row_seconds = new_row_seconds
