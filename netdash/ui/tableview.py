@@ -244,12 +244,16 @@ class TableView:
         Built column by column rather than row by row: ~3x faster than ``apply`` on an empty view.
         A key given twice keeps its last row.
         """
-        unique = list({row.key: row for row in rows}.values())
+        unique = list(rows)
+        slot_of = {row.key: slot for slot, row in enumerate(unique)}
+        if len(slot_of) != len(unique):  # rare: hash the keys a second time only then
+            unique = list({row.key: row for row in unique}.values())
+            slot_of = {row.key: slot for slot, row in enumerate(unique)}
         count = len(unique)
         column = self._sort_column
         keep = self._filter
         self._rows: list[Row | None] = list(unique)  # by slot; None marks a free slot
-        self._slot_of: dict[Hashable, int] = {row.key: slot for slot, row in enumerate(unique)}
+        self._slot_of: dict[Hashable, int] = slot_of
         self._arrival: list[int] = list(range(count))  # by slot: the sort key when unsorted
         self._next_arrival = count
         self._values: list[Any] = (  # by slot: the sort column's value (0 in free slots)
@@ -371,14 +375,13 @@ class TableView:
         self._filter = row_filter
         self._filter_text = filter_text
         if row_filter is not None and (narrowing or grew):
+            # Test the shown rows in slot order, not display order: after a sort the display
+            # order is random in memory, and at 55k rows that walk took 40 ms instead of 10.
             rows, shown = self._rows, self._shown
-            order = []
-            for slot in self._order:
-                if row_filter(rows[slot]):  # type: ignore[arg-type]
-                    order.append(slot)
-                else:
+            for slot in compress(range(len(rows)), shown):
+                if not row_filter(rows[slot]):  # type: ignore[arg-type]
                     shown[slot] = False
-            self._order = order
+            self._order = list(compress(self._order, map(shown.__getitem__, self._order)))
             self._positions = None
         else:
             self._rebuild_order()
