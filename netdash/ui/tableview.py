@@ -8,8 +8,15 @@ Why rows live in *slots* (a list indexed by small ints) rather than in a ``dict`
 row key: socket keys are tuples, and hashing a 6-tuple costs ~110 ns, with a cache miss or three
 when the keys are walked in sorted (that is, random memory) order. Sorting 100k rows through
 ``rows[key]`` lookups took 110 ms when re-sorting an already sorted view; through a slot list the
-sort key is ``values.__getitem__`` (C, no hashing) and the same re-sort takes ~30 ms. The key is
-hashed once per changed row in :meth:`TableView.apply`, nowhere else.
+sort key is ``values.__getitem__`` (C, no hashing) and the same re-sort takes ~20-30 ms. Each slot
+also keeps its row's current sort value and filter verdict, so :meth:`TableView.apply` hashes the
+key of each changed row once and never touches the old version of a row. Instead of a
+``dict[key, position]`` rebuilt after every change, :meth:`TableView.position_of` builds its index
+lazily, on the first question after the order changed.
+
+For producers: a row that ``apply`` replaces is freed on the UI thread when the view held the
+last reference to it — measured 100 ms instead of 50 when all 100k rows changed. A producer that
+keeps the previous generation of rows alive until its next tick moves that cost to its thread.
 
 Nothing here touches a widget, so a worker thread may build a ``TableView``; but a view handed to
 a widget must then only be mutated on the UI thread (the widget reads it while painting).
