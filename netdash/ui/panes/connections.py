@@ -178,7 +178,7 @@ class ConnectionsPane(Vertical):
                 self.table.refresh_rows()
             else:
                 self.view.apply(update.changed, update.removed)
-                self.table.refresh_rows({row.key for row in update.changed})
+                self.table.refresh_rows()  # the table compares rows itself: no key set needed
             if update.groups is not None and self.group_field is not None:
                 self.group_view.replace_all(update.groups)
                 self.group_table.refresh_rows()

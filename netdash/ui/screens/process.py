@@ -157,7 +157,7 @@ class ProcessScreen(Screen[None]):
         """Called by the app for each refresh while this screen is on top."""
         self.view.apply(update.changed, update.removed)
         table = self.query_one(VirtualTable)
-        table.refresh_rows({row.key for row in update.changed})
+        table.refresh_rows()
         table.tick()
         self._show_socket_count()
 
