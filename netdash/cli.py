@@ -60,6 +60,16 @@ def add_netns_options(parser: argparse.ArgumentParser, *, sub: bool = False) -> 
     )
 
 
+def add_source_options(parser: argparse.ArgumentParser, *, sub: bool = False) -> None:
+    parser.add_argument(
+        "--proc-net",
+        action="store_true",
+        default=argparse.SUPPRESS if sub else False,
+        help="read sockets from /proc/net instead of sock_diag netlink (fewer fields: the "
+        "fallback used automatically where sock_diag is missing)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netdash",
@@ -80,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show a recording made with `netdash record` instead of live data",
     )
     add_netns_options(parser)
+    add_source_options(parser)
     commands = parser.add_subparsers(dest="command")
 
     dump = commands.add_parser("dump", help="print one sample and exit")
@@ -90,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     connections.add_argument("--no-unix", action="store_true", help="leave UNIX sockets out")
     add_netns_options(connections, sub=True)
+    add_source_options(connections, sub=True)
 
     record = commands.add_parser("record", help="record samples to a file for --replay")
     record.add_argument("output", type=Path, help="file to write")
@@ -110,7 +122,9 @@ def open_sampler(args: argparse.Namespace):  # -> ConnectionsSampler
     from netdash.sources.owners import OwnerMap
     from netdash.sources.sockets import SocketReader
 
-    return ConnectionsSampler(SocketReader(netns=netns_target(args)), OwnerMap())
+    force_proc = ("tcp", "udp", "unix") if getattr(args, "proc_net", False) else ()
+    reader = SocketReader(netns=netns_target(args), force_proc=force_proc)
+    return ConnectionsSampler(reader, OwnerMap())
 
 
 def run_dump(args: argparse.Namespace) -> int:

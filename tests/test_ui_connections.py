@@ -403,3 +403,62 @@ async def test_quit_key():
         await pilot.pause()
     assert app.return_code == 0
     assert VirtualTable  # imported for type checks above
+
+
+async def test_proc_net_fallback_says_what_it_cannot_fill():
+    import dataclasses
+
+    from netdash.record import read_recording
+    from netdash.sources.sockets import GAP_TCP_INFO, GAP_UNIX
+    from netdash.ui.app import ReplayAdapter
+
+    recording = read_recording(RECORDING)
+    sample = recording.samples[0]
+    fallback = dataclasses.replace(
+        sample,
+        sockets=tuple(dataclasses.replace(s, tcp=None, mem=None) for s in sample.sockets),
+        sources={"tcp": "/proc/net", "udp": "/proc/net", "unix": "/proc/net"},
+        gaps=(GAP_TCP_INFO, GAP_UNIX),
+    )
+    app = NetdashApp(ReplayAdapter(lambda: fallback), recording.host, autostart=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await load(app, pilot)
+        text = "\n".join(screen_lines(app))
+        assert "/proc/net" in text
+        assert "no tcp_info (RTT, retransmits, byte rates)" in text
+        assert "no UNIX peers" in text
+        assert all(row.cells[COLUMN_INDEX["rtt"]] == "" for row in pane.view)
+
+
+async def test_process_screen_shows_live_facts_of_a_real_process():
+    import os
+    import socket
+
+    from netdash.engine import ConnectionsSampler
+    from netdash.sources.host import read_host_info
+    from netdash.sources.owners import OwnerMap
+    from netdash.sources.sockets import SocketReader
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        sampler = ConnectionsSampler(SocketReader(), OwnerMap())
+        app = NetdashApp(sampler, read_host_info(), autostart=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            pane = await load(app, pilot, samples=1)
+            await type_filter(pilot, f"sport:{port}")
+            assert cursor_entry(pane).owners[0].pid == os.getpid()
+            await pilot.press("enter")
+            for _ in range(30):  # the watcher thread's first read
+                await pilot.pause(0.1)
+                if "open fds" in "\n".join(screen_lines(app)):
+                    break
+            text = "\n".join(screen_lines(app))
+            assert isinstance(app.screen, ProcessScreen)
+            assert f"{os.getpid()}" in text
+            assert "open fds" in text and "(soft)" in text
+            assert "command line" in text and "pytest" in text
+            assert "sockets owned by" in text
+            assert len(app.screen.view) >= 1
+            await pilot.press("escape")
+            await pilot.pause()
+            assert app.screen is app.screen_stack[0]

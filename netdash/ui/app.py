@@ -113,6 +113,7 @@ class NetdashApp(App[int]):
         pane.apply_update(update)
         status = self.query_one(StatusLine)
         status.sources = update.frame.sample.sources
+        status.gaps = update.frame.sample.gaps
         status.sampled_at = update.frame.sample.taken_at
         status.shown, status.total = len(pane.view), pane.view.total
         status.error = None

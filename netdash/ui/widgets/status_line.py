@@ -18,7 +18,7 @@ class StatusLine(Widget):
     """One line: host · kernel · netns · root · source · interval · age · LIVE/PAUSED · rows."""
 
     DEFAULT_CSS = """
-    StatusLine { height: 1; background: $panel; }
+    StatusLine { height: auto; max-height: 2; background: $panel; }
     """
 
     def __init__(self, host: HostInfo, interval: float, *, id: str | None = None) -> None:
@@ -26,6 +26,7 @@ class StatusLine(Widget):
         self.host = host
         self.interval = interval
         self.sources: Mapping[str, str] = {}
+        self.gaps: tuple[str, ...] = ()
         self.sampled_at: float | None = None  # monotonic
         self.paused = False
         self.shown = 0
@@ -59,6 +60,8 @@ class StatusLine(Widget):
         text.append(f" · {self.shown:,}/{self.total:,} rows")
         if self.error:
             text.append(f" · {visible(self.error)}", style="bold red")
+        if self.gaps:
+            text.append("\n ⚠ " + gaps_summary(self.gaps), style="bold yellow")
         return text
 
     def source_label(self) -> str:
@@ -68,3 +71,11 @@ class StatusLine(Widget):
         if len(kinds) == 1:
             return kinds[0]
         return ", ".join(f"{proto}: {kind}" for proto, kind in sorted(self.sources.items()))
+
+
+def gaps_summary(gaps: tuple[str, ...]) -> str:
+    """The fallback's missing fields in one line: "/proc/net fallback: no tcp_info (…); no …"."""
+    prefix = "/proc/net fallback: "
+    plain = [gap.removeprefix(prefix) for gap in gaps]
+    head = prefix if len(plain) == len(gaps) and any(g.startswith(prefix) for g in gaps) else ""
+    return head + "; ".join(dict.fromkeys(plain))
