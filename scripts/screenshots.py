@@ -1,0 +1,353 @@
+"""Render the README's pictures from the real app: SVGs under screenshots/, then PNGs.
+
+Run: ``.venv/bin/python scripts/screenshots.py [--output DIR] [--no-png] [--only NAME...]``
+(root for a live Process screen; see below). Every picture is the real :class:`NetdashApp`
+running headless (``App.run_test``), driven by key presses (the cursor is put on the row a
+picture needs), on tests/fixtures/connections.recording.json: the known-sockets lab as the real
+collectors saw it. So the pictures show sockets of every kind and an example host ("web-1"),
+not this machine; only the live Process screen (below) shows this machine's paths and cgroup,
+as it would on any.
+
+What is fixed, so that a rerun changes a replayed picture only when the UI changed (the six
+replayed pictures come out byte for byte the same):
+
+- rates: a replay normally stamps each sample with the time it is replayed, so two samples
+  replayed 5 ms apart would show rates 200 times too high. :class:`RecordedSpacing` stamps them
+  with the recording's own spacing instead, ending a little ahead of now (so the sample's
+  age always reads 0.0 s).
+- /proc: the detail and Process screens look the owners' pids up on this machine, where a
+  recording's pids are absent or belong to someone else; :func:`recorded_pids_not_looked_up`.
+- the Process screen needs a process that exists. As root, that one picture is taken on a live
+  :class:`KnownSocketsLab` in a temporary namespace, sampled exactly as `netdash --netns` does;
+  its pids, start time and sizes are real and so differ from run to run (render it with
+  ``--only process`` when that screen changed). Without root the replay is used and the
+  picture's title says the facts are missing.
+
+PNGs are made with ``rsvg-convert -w 1400``: it lays the SVG out in DejaVu Sans Mono, where
+cairosvg falls back to a proportional font and the columns drift (LAB.md §6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# tests/ first: the repository root has a conftest.py of its own (the CI hooks).
+sys.path[:0] = [str(REPO / "tests"), str(REPO)]
+
+from textual.pilot import Pilot  # noqa: E402
+
+from netdash.model import SocketSample  # noqa: E402
+from netdash.record import ReplaySampler, read_recording  # noqa: E402
+from netdash.ui.app import NetdashApp, ReplayAdapter  # noqa: E402
+from netdash.ui.panes.connection_rows import ConnEntry  # noqa: E402
+from netdash.ui.panes.connections import ConnectionsPane  # noqa: E402
+from netdash.ui.screens.process import ProcessScreen  # noqa: E402
+from netdash.ui.screens.socket_detail import SocketDetailScreen  # noqa: E402
+
+RECORDING = REPO / "tests" / "fixtures" / "connections.recording.json"
+OUTPUT = REPO / "screenshots"
+SIZE = (120, 36)
+SMALL = (80, 24)
+PROCESS = "process"  # taken apart from SHOTS: live when root
+DETAIL = (120, 40)  # at 36 lines the listener's owners, last in the detail, fall below the fold
+SAMPLES = 2  # two samples: rates and the state sparklines need a previous one
+PNG_WIDTH = 1400
+AHEAD = 5.0  # seconds: more than any one picture takes to render
+FACTS_WAIT = 3.0  # seconds for the process facts, cpu included (two reads 1 s apart)
+
+Drive = Callable[[NetdashApp, Pilot], Awaitable[None]]
+
+
+class RecordedSpacing:
+    """A clock for :class:`ReplaySampler`: the k-th call returns the k-th recorded time, shifted
+    so that call number ``count`` (the last one made) is :data:`AHEAD` seconds after the first.
+
+    Being ahead, the last sample's age is below zero, which the status line shows as "0.0s"
+    whatever the rendering took: the pictures come out byte for byte the same on every run.
+    """
+
+    def __init__(self, samples: Sequence[SocketSample], count: int) -> None:
+        times = [sample.taken_at for sample in samples[:count]]
+        self._offsets = [t - times[-1] for t in times]
+        self._calls = 0
+        self._anchor: float | None = None
+
+    def __call__(self) -> float:
+        if self._anchor is None:
+            self._anchor = time.monotonic() + AHEAD
+        offset = self._offsets[min(self._calls, len(self._offsets) - 1)]
+        self._calls += 1
+        return self._anchor + offset
+
+
+def replay_app() -> NetdashApp:
+    recording = read_recording(RECORDING)
+    clock = RecordedSpacing(recording.samples, SAMPLES)
+    sampler = ReplaySampler(recording.samples, clock=clock)
+    return NetdashApp(ReplayAdapter(sampler.sample), recording.host, autostart=False)
+
+
+async def load(app: NetdashApp, pilot: Pilot, samples: int = SAMPLES) -> ConnectionsPane:
+    for _ in range(samples):
+        app.sample_now()
+        await pilot.pause()
+    return app.query_one(ConnectionsPane)
+
+
+async def type_text(pilot: Pilot, text: str) -> None:
+    await pilot.press(*("space" if char == " " else char for char in text))
+
+
+async def apply_filter(pilot: Pilot, text: str) -> None:
+    await pilot.press("slash")
+    await type_text(pilot, text)
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+async def cursor_to(pilot: Pilot, pane: ConnectionsPane, match: Callable[[ConnEntry], bool]):
+    """Put the cursor on the first row that matches, as arrow keys would."""
+    for row in pane.view:
+        if match(row.data):
+            pane.table.move_cursor_to_key(row.key)
+            await pilot.pause()
+            return
+    raise SystemExit("screenshots: no row in the recording matches the picture's row")
+
+
+def busiest(pane: ConnectionsPane) -> ConnEntry:
+    entries = [row.data for row in pane.view]
+    return max(entries, key=lambda entry: entry.rate.rx if entry.rate is not None else -1.0)
+
+
+def is_web_listener(entry: ConnEntry) -> bool:
+    return entry.sock.local_port == 80 and entry.sock.state == "LISTEN"
+
+
+# ------------------------------------------------------------------------------ the pictures
+
+
+async def default_view(app: NetdashApp, pilot: Pilot) -> None:
+    await load(app, pilot)
+
+
+async def grouped(app: NetdashApp, pilot: Pilot) -> None:
+    await load(app, pilot)
+    await pilot.press("g")
+
+
+async def listening(app: NetdashApp, pilot: Pilot) -> None:
+    await load(app, pilot)
+    await pilot.press("l")
+
+
+async def filtered(app: NetdashApp, pilot: Pilot) -> None:
+    """Typed before the samples arrive: typing takes a while, and the age should read ~0 s."""
+    await apply_filter(pilot, "state:estab port:80")
+    await load(app, pilot)
+
+
+async def detail(app: NetdashApp, pilot: Pilot) -> None:
+    pane = await load(app, pilot)
+    await cursor_to(pilot, pane, is_web_listener)
+    await pilot.press("i")
+    await pilot.pause()
+    if not isinstance(app.screen, SocketDetailScreen):
+        raise SystemExit("screenshots: `i` did not open the socket detail")
+    await app.workers.wait_for_complete()  # the owners' command lines, read in a thread
+    await pilot.pause()
+
+
+async def nginx_worker(app: NetdashApp, pilot: Pilot) -> None:
+    await open_nginx_worker(app, pilot, await load(app, pilot))
+
+
+async def live_nginx_worker(app: NetdashApp, pilot: Pilot) -> None:
+    """Two live samples a second apart (the lab's stream then shows its rate), then the worker."""
+    app.sample_now()
+    await pilot.pause(1.0)
+    app.sample_now()
+    await pilot.pause()
+    await open_nginx_worker(app, pilot, app.query_one(ConnectionsPane))
+
+
+async def open_nginx_worker(app: NetdashApp, pilot: Pilot, pane: ConnectionsPane) -> None:
+    """Enter on nginx's busiest connection: the worker that serves the lab's stream.
+
+    Which of the two workers accepted the stream is the kernel's choice; following the traffic
+    makes the picture show that worker's sockets with their rates on every run.
+    """
+    await apply_filter(pilot, "proc:nginx state:estab")
+    stream = busiest(pane)
+    await cursor_to(pilot, pane, lambda entry: entry is stream)
+    await pilot.press("enter")
+    await pilot.pause()
+    screen = app.screen
+    if not isinstance(screen, ProcessScreen):
+        raise SystemExit("screenshots: Enter on a connection did not open the Process screen")
+    deadline = time.monotonic() + FACTS_WAIT
+    while time.monotonic() < deadline and (screen.info is None or screen.info.cpu_percent is None):
+        await pilot.pause(0.1)
+    await pilot.pause()
+
+
+@dataclass(frozen=True)
+class Shot:
+    name: str
+    drive: Drive
+    size: tuple[int, int] = SIZE
+
+
+SHOTS = (
+    Shot("connections", default_view),
+    Shot("connections-grouped", grouped),
+    Shot("connections-listening", listening),
+    Shot("filter", filtered),
+    Shot("detail", detail, DETAIL),
+    Shot("connections-80x24", default_view, SMALL),
+)
+
+
+class RecordedPid(Exception):
+    def __str__(self) -> str:
+        return "replay: the recording has no process facts, and its pids are not this machine's"
+
+
+def no_process_facts(pid: int) -> object:
+    raise RecordedPid
+
+
+@contextmanager
+def recorded_pids_not_looked_up() -> Iterator[None]:
+    """The detail and Process screens read /proc for the owners' pids, but a recording's pids
+    are another machine's: here they are absent, or an unrelated process that has the number
+    now (pid_max is 32768 on this VM). A recording carries no command lines or process facts,
+    so none is read while replayed pictures are taken.
+    """
+    from netdash.sources import owners
+    from netdash.ui.screens import process
+
+    real = owners.read_cmdline, process.ProcessWatcher
+    owners.read_cmdline = lambda pid, proc_root=None: None
+    process.ProcessWatcher = no_process_facts  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        owners.read_cmdline, process.ProcessWatcher = real
+
+
+async def take(app: NetdashApp, shot: Shot, output: Path, title: str | None = None) -> Path:
+    async with app.run_test(size=shot.size) as pilot:
+        await shot.drive(app, pilot)
+        await pilot.pause()
+        svg = app.export_screenshot(title=title)
+    path = output / f"{shot.name}.svg"
+    path.write_text(svg, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------- the live Process screen
+
+
+def live_app(stack: ExitStack) -> NetdashApp:
+    """The app on a fresh known-sockets lab, sampled as `netdash --netns NAME` samples."""
+    from lablib import KnownSocketsLab
+
+    from conftest import temporary_netns
+    from netdash.engine import ConnectionsSampler
+    from netdash.netns import resolve_netns
+    from netdash.sources.owners import OwnerMap
+    from netdash.sources.sockets import SocketReader
+
+    netns = stack.enter_context(temporary_netns("shot"))
+    stack.enter_context(KnownSocketsLab(netns, loadgen_pairs=25))
+    sampler = ConnectionsSampler(SocketReader(netns=resolve_netns(netns)), OwnerMap())
+    host = read_recording(RECORDING).host  # the Process screen shows no host; keep the example's
+    return NetdashApp(sampler, host, autostart=False)
+
+
+async def take_process(output: Path) -> tuple[Path, str | None]:
+    """process.svg, live when root; the note says what is missing when it is not."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        note = "replay: process facts unavailable (run as root for a live lab)"
+        with recorded_pids_not_looked_up():
+            shot = Shot(PROCESS, nginx_worker)
+            return await take(replay_app(), shot, output, title=f"netdash — {note}"), note
+    with ExitStack() as stack:
+        return await take(live_app(stack), Shot(PROCESS, live_nginx_worker), output), None
+
+
+# ---------------------------------------------------------------------------------- PNGs
+
+
+def to_png(svg: Path) -> Path:
+    """The PNG beside ``svg``.
+
+    Rich writes each run of cells as one ``<text>`` with spaces as U+00A0, and librsvg drops
+    that character at the start of a ``<text>`` unless whitespace is preserved: every cell after
+    "root", a key in the footer, or a right-aligned number would shift one column left. Browsers
+    keep it, so the SVG stays as Textual exported it; only rsvg's copy says ``xml:space``.
+    """
+    png = svg.with_suffix(".png")
+    text = svg.read_text(encoding="utf-8").replace("<svg ", '<svg xml:space="preserve" ', 1)
+    subprocess.run(
+        ["rsvg-convert", "-w", str(PNG_WIDTH), "-o", str(png)],
+        input=text.encode(),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return png
+
+
+async def render_all(output: Path, only: set[str]) -> tuple[list[Path], list[str]]:
+    output.mkdir(parents=True, exist_ok=True)
+    with recorded_pids_not_looked_up():
+        svgs = [await take(replay_app(), shot, output) for shot in SHOTS if shot.name in only]
+    if PROCESS not in only:
+        return svgs, []
+    process, note = await take_process(output)
+    return [*svgs, process], [note] if note else []
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = [shot.name for shot in SHOTS] + [PROCESS]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--no-png", action="store_true", help="SVGs only")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=names,
+        default=names,
+        metavar="NAME",
+        help=f"render only these ({', '.join(names)}); the live '{PROCESS}' differs every run",
+    )
+    args = parser.parse_args(argv)
+    if not args.no_png and shutil.which("rsvg-convert") is None:
+        print("screenshots: needs rsvg-convert (apt-get install librsvg2-bin)", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    svgs, notes = asyncio.run(render_all(args.output, set(args.only)))
+    for svg in svgs:
+        made = [svg] if args.no_png else [svg, to_png(svg)]
+        print("  ".join(f"{path} ({path.stat().st_size / 1024:.0f} KiB)" for path in made))
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"{len(svgs)} pictures in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
