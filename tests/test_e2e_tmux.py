@@ -199,9 +199,7 @@ def test_start_filter_drill_down_back_and_quit(lab, terminal, tmp_path):
         chooser = term.wait_for(lambda s: "processes hold 0.0.0.0:80" in s, "the owner chooser")
         offered = re.findall(r"(\d+)\s+nginx\s+user", chooser)
         assert set(offered) == nginx_pids
-        term.keys("Down")
-        time.sleep(0.1)  # an OptionList highlight has no text of its own to wait for
-        term.keys("Enter")
+        term.keys("Down", "Enter")  # keys are read in order: no wait needed between them
         process = term.wait_for(
             lambda s: "sockets owned by" in s and "parent" in s, "the Process screen and its facts"
         )
