@@ -9,7 +9,8 @@ processes in a namespace of its own) and measures, interleaved and repeated (see
 (b) ``dump``    ``netdash dump connections --json`` as a whole process against ``ss -tanupi`` +
                 ``ss -xap`` (the dump includes UNIX sockets), ``--no-unix`` against
                 ``ss -tanupi``, and the dump against ``ss -tanpi``;
-(e) ``rss``     the live app's peak RSS in tmux on the lab (and the dump process's, from (b)).
+(e) ``rss``     the live app's peak RSS in tmux on the largest lab (``--rss-at all``: every lab),
+                and the dump process's, from (b).
 
 Then, once: (c) ``ui`` and (d) ``keys`` on the real app, headless, at ``--ui-rows`` rows of
 synthetic sockets whose counters all move (:mod:`benchmarks.ui_bench`); and ``cpu``: the live app
@@ -136,7 +137,12 @@ def process_sides(lab: SocketLab, runner: CommandRunner, parts: set[str], sample
         dump = [*netdash_command(), "dump", "connections", "--json"]
         sides += [
             command_side("netdash dump", runner, dump, label="netdash dump connections --json"),
-            command_side("netdash dump --no-unix", runner, [*dump, "--no-unix"]),
+            command_side(
+                "netdash dump --no-unix",
+                runner,
+                [*dump, "--no-unix"],
+                label="netdash dump connections --json --no-unix",
+            ),
             command_side("ss -tanupi", runner, SS_ALL_INET),
             command_side("ss -xap", runner, SS_UNIX),
         ]
@@ -161,7 +167,9 @@ def ratios(comparison: Comparison, parts: set[str]) -> dict[str, float]:
     return out
 
 
-def measure_lab(args: argparse.Namespace, n: int, parts: set[str], first: bool) -> dict:
+def measure_lab(
+    args: argparse.Namespace, n: int, parts: set[str], first: bool, largest: bool
+) -> dict:
     progress(f"lab: {n:,} pairs over {args.procs} processes")
     with SocketLab(n, args.procs) as lab, CommandRunner(lab.name) as runner:
         entry: dict[str, Any] = {
@@ -174,7 +182,7 @@ def measure_lab(args: argparse.Namespace, n: int, parts: set[str], first: bool) 
         if parts & {"sample", "dump"}:
             with failures_recorded(entry.setdefault("errors", {}), "sample/dump"):
                 entry.update(time_processes(args, lab, runner, parts, first))
-        if "rss" in parts:
+        if "rss" in parts and (largest or args.rss_at == "all"):
             progress(f"live app in tmux for {args.rss_seconds:.0f} s (peak RSS)")
             with failures_recorded(entry.setdefault("errors", {}), "rss"):
                 entry["live"] = run_live(lab.name, args.rss_seconds, settle=3.0).to_json()
@@ -249,6 +257,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--cpu-pairs", type=int, default=10_000, help="lab for the cpu part")
     parser.add_argument("--cpu-seconds", type=float, default=20.0)
     parser.add_argument("--rss-seconds", type=float, default=8.0)
+    parser.add_argument(
+        "--rss-at",
+        choices=("largest", "all"),
+        default="largest",
+        help="run the live app for (e) on the largest lab only (default) or on every lab",
+    )
     args = parser.parse_args(argv)
     args.pairs_list = [int(p) for p in args.pairs.split(",") if p.strip()]
     args.parts = [p.strip() for p in args.part.split(",") if p.strip()]
@@ -270,8 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for reason in sorted(set(missing.values())):
         progress(f"not available yet: {reason}")
     if parts & {"sample", "dump", "rss"}:
+        largest = max(args.pairs_list)
         for index, n in enumerate(args.pairs_list):
-            report.add_lab(measure_lab(args, n, parts, first=index == 0))
+            report.add_lab(measure_lab(args, n, parts, first=index == 0, largest=n == largest))
     if parts & {"ui", "keys"}:
         with failures_recorded(report.errors, "ui"):
             report.ui = measure_ui_parts(args, parts)

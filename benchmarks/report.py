@@ -18,6 +18,7 @@ from typing import Any
 from benchmarks.harness import find_gnu_time
 
 MB = 1024.0  # KiB per MiB
+FULL_SCALE = 100_000  # sockets (or rows) the targets are stated for
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,15 @@ class Report:
                 return peak / MB, f"dump process, {big['sockets']:,} sockets"
         return None
 
+    def below_scale(self, name: str) -> bool:
+        """True when target ``name`` was measured on fewer sockets/rows than it is stated for."""
+        if name in ("sample", "dump", "rss"):
+            labs = [lab["sockets"] for lab in self.labs]
+            return bool(labs) and max(labs) < FULL_SCALE
+        if name in ("ui", "keys"):
+            return bool(self.ui) and self.ui["rows"] < FULL_SCALE  # type: ignore[index]
+        return False
+
     def finish(self, elapsed: float) -> None:
         self.elapsed_s = elapsed
         self.machine["loadavg_end"] = os.getloadavg()
@@ -205,15 +215,20 @@ class Report:
             if name in values:
                 value, where = values[name]
                 shown = f"{value:.3f}x" if target.unit == "x" else f"{value:.1f} {target.unit}"
-                print(f"  {target.label:<44}{shown:>12}  {target.verdict(value):<5} {where}")
+                verdict = target.verdict(value) + ("*" if self.below_scale(name) else "")
+                print(f"  {target.label:<44}{shown:>12}  {verdict:<5} {where}")
             else:
                 part = "cpu" if name == "idle" else name
-                why = self.errors.get(part) or self.missing.get(part) or "not run or failed"
+                selected = part in self.config.get("parts", ())
+                why = self.errors.get(part) or self.missing.get(part)
+                why = why or ("no result" if selected else "not selected (--part)")
                 why = why if len(why) < 90 else why[:87] + "..."
                 print(f"  {target.label:<44}{'-':>12}  {'':<5} {why}")
         load = " / ".join(f"{a:.1f}-{b:.1f}" for a, b in zip(
             self.machine["loadavg_start"], self.machine["loadavg_end"], strict=True
         ))  # fmt: skip
+        if any(self.below_scale(name) for name in values):
+            print(f"  * measured below {FULL_SCALE:,}: indicative only")
         print(f"  ({elapsed:.0f} s in all; load average 1/5/15 min from-to: {load})")
 
     def to_json(self) -> dict[str, Any]:
@@ -234,6 +249,7 @@ class Report:
                     "value": values.get(name, (None, ""))[0],
                     "where": values.get(name, (None, ""))[1],
                     "verdict": target.verdict(values.get(name, (None, ""))[0]),
+                    "below_scale": self.below_scale(name),
                 }
                 for name, target in TARGETS.items()
             },
