@@ -88,6 +88,24 @@ def tick_function(sampler: Any) -> Callable[[], object] | None:
     return lambda: feed.consume(tracker.update(sampler.sample()))
 
 
+def breakdown_sides(sampler: Any) -> list[Side]:
+    """The two halves of (a), timed alone: where the sample's time goes, for whoever tunes it."""
+    read = sampler.reader.read(tcp_info=True, unix=False)
+    wanted = {sock.inode: sock.uid for sock in read.sockets if sock.inode}
+    return [
+        call_side(
+            "  of which read",
+            lambda: sampler.reader.read(tcp_info=True, unix=False),
+            "SocketReader.read: sock_diag + parse",
+        ),
+        call_side(
+            "  of which owners",
+            lambda: sampler.owners.refresh(wanted),
+            "OwnerMap.refresh, steady state",
+        ),
+    ]
+
+
 def count_sample(sample: Any) -> tuple[int, int]:
     """(ESTABLISHED sockets, of which with an owner) in an in-process sample."""
     est = [s for s in sample.sockets if s.proto == "tcp" and s.state == "ESTABLISHED"]
@@ -128,6 +146,7 @@ def process_sides(lab: SocketLab, runner: CommandRunner, parts: set[str], sample
     sides: list[Side] = []
     if sampler is not None:
         sides.append(call_side("netdash sample", sampler.sample, "in-process, TCP + tcp_info"))
+        sides += breakdown_sides(sampler)
         tick = tick_function(sampler)
         if tick is not None:
             tick()  # the tracker's first frame builds every row: not the steady state
