@@ -135,6 +135,7 @@ class Query:
         last_old, last_new = old[-1], new[len(old) - 1]
         if last_new == last_old:
             return True
+
         # A longer bare word is a narrower substring match; field values are not (port:8 vs 80),
         # and a bare word that became a field term ("state" -> "state:listen") is a new question.
         def is_bare(word: str) -> bool:

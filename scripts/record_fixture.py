@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO / "tests"), str(REPO)]  # tests/ first: the root has a conftest.py too
 
-from conftest import temporary_netns  # noqa: E402  (tests/ is not a package)
 from lablib import KnownSocketsLab  # noqa: E402
 
+from conftest import temporary_netns  # noqa: E402  (tests/ is not a package)
 from netdash.engine import ConnectionsSampler  # noqa: E402
 from netdash.model import HostInfo, SocketSample  # noqa: E402
 from netdash.netns import resolve_netns  # noqa: E402

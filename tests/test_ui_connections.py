@@ -311,7 +311,7 @@ async def test_process_screen_lists_its_sockets_and_esc_returns_to_the_same_row(
         assert cursor_entry(pane).sock.key == chosen.sock.key
 
 
-async def test_detail_shows_tcp_info_and_all_owners():
+async def test_detail_of_a_shared_listener_lists_every_owner():
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
         pane = await load(app, pilot)
@@ -322,12 +322,39 @@ async def test_detail_shows_tcp_info_and_all_owners():
         await pilot.pause()
         assert isinstance(app.screen, SocketDetailScreen)
         text = "\n".join(screen_lines(app))
-        for field in ("rtt", "cwnd", "ssthresh", "mss", "retransmits", "owners"):
-            assert field in text
-        assert text.count("nginx") >= 3
+        assert "owners" in text and text.count("nginx") >= 3
+        assert "tcp_info" not in text  # a listener's tcp_info is all zeros: not shown
+        assert "16384P" not in text
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is app.screen_stack[0]
+
+
+async def test_detail_of_a_connection_shows_its_tcp_info():
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await load(app, pilot, samples=3)
+        entry = await move_cursor_to(
+            pilot, pane, lambda e: e.rate is not None and e.rate.tx > 1000
+        )  # the lab's streaming connection
+        await pilot.press("i")
+        await pilot.pause()
+        text = "\n".join(screen_lines(app))
+        for field in (
+            "tcp_info",
+            "rtt",
+            "cwnd",
+            "ssthresh",
+            "mss",
+            "retransmits",
+            "bytes acked",
+            "rate (TCP payload)",
+            "timer",
+            "memory",
+        ):
+            assert field in text, field
+        assert str(entry.sock.tcp.snd_cwnd) in text
+        assert "(command line not readable)" not in text  # a replay never reads local /proc
 
 
 async def test_hostile_names_are_shown_literally():
@@ -462,3 +489,24 @@ async def test_process_screen_shows_live_facts_of_a_real_process():
             await pilot.press("escape")
             await pilot.pause()
             assert app.screen is app.screen_stack[0]
+
+
+async def test_groups_count_only_what_the_filter_and_toggles_let_through():
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await load(app, pilot)
+        await type_filter(pilot, "proc:nginx")
+        nginx_sockets = len(pane.view)
+        await pilot.press("g")
+        await pilot.pause()
+        counts = {row.cells[0]: int(row.cells[1]) for row in pane.group_view}
+        assert sum(counts.values()) == nginx_sockets
+        assert set(counts) <= {"LISTEN", "ESTAB"}
+        await pilot.press("escape")  # clears the filter, stays grouped
+        await pilot.pause()
+        labels = {row.cells[0] for row in pane.group_view}
+        assert "UNCONN (udp)" in labels and not any("unix" in label for label in labels)
+        await pilot.press("u")
+        await pilot.pause()
+        labels = {row.cells[0] for row in pane.group_view}
+        assert "LISTEN (unix)" in labels and "UNCONN (udp)" in labels

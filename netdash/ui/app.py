@@ -55,8 +55,10 @@ class NetdashApp(App[int]):
         interval: float = 1.0,
         *,
         autostart: bool = True,
+        live: bool = True,
     ) -> None:
         super().__init__()
+        self.live = live  # False on a recording: never read this machine's /proc for its pids
         self.sampler = sampler
         self.host = host
         self.interval = interval
@@ -134,11 +136,12 @@ class NetdashApp(App[int]):
 
     @on(ConnectionsPane.OpenProcess)
     def _open_process(self, message: ConnectionsPane.OpenProcess) -> None:
-        self.push_screen(ProcessScreen(message.pid, self.query_one(ConnectionsPane).view))
+        pane = self.query_one(ConnectionsPane)
+        self.push_screen(ProcessScreen(message.pid, pane.view, live=self.live))
 
     @on(ConnectionsPane.OpenDetail)
     def _open_detail(self, message: ConnectionsPane.OpenDetail) -> None:
-        self.push_screen(SocketDetailScreen(message.entry))
+        self.push_screen(SocketDetailScreen(message.entry, live=self.live))
 
     @on(ConnectionsPane.ChooseOwner)
     def _choose_owner(self, message: ConnectionsPane.ChooseOwner) -> None:
@@ -182,7 +185,9 @@ def build_replay_app(path: Path, interval: float = 1.0, *, autostart: bool = Tru
 
     recording = read_recording(path)
     sampler = ReplaySampler(recording.samples)
-    return NetdashApp(ReplayAdapter(sampler.sample), recording.host, interval, autostart=autostart)
+    return NetdashApp(
+        ReplayAdapter(sampler.sample), recording.host, interval, autostart=autostart, live=False
+    )
 
 
 class ReplayAdapter:

@@ -45,14 +45,11 @@ def group_value(field: str, entry: ConnEntry) -> tuple[object, str, object]:
     sock = entry.sock
     if field == "state":
         state = "SYN_RECV" if sock.state == "NEW_SYN_RECV" else sock.state
-        label = (
-            short_state(state) if sock.proto == "tcp" else f"{short_state(state)} ({sock.proto})"
-        )
-        return (
-            (sock.proto == "tcp", state),
-            label,
-            (sock.proto != "tcp", STATE_ORDER.get(state, 99)),
-        )
+        label = short_state(state)
+        if sock.proto != "tcp":
+            label = f"{label} ({sock.proto})"
+        order = (sock.proto != "tcp", sock.proto, STATE_ORDER.get(state, 99))
+        return (sock.proto, state), label, order
     if field == "remote host":
         addr = sock.remote_addr
         if sock.proto == "unix" or addr is None:
@@ -71,10 +68,17 @@ def group_value(field: str, entry: ConnEntry) -> tuple[object, str, object]:
     raise ValueError(f"unknown group field {field!r}")
 
 
-def group_rows(field: str, rows: Mapping[Hashable, Row]) -> tuple[Row, ...]:
-    """One row per group: socket count, summed TCP byte rates and a state breakdown."""
+def group_rows(
+    field: str, rows: Mapping[Hashable, Row], keep: Callable[[Row], bool] | None = None
+) -> tuple[Row, ...]:
+    """One row per group: socket count, summed TCP byte rates and a state breakdown.
+
+    ``keep`` is the pane's filter (view, UNIX toggle, query): groups count what the user sees.
+    """
     groups: dict[object, list] = {}
     for row in rows.values():
+        if keep is not None and not keep(row):
+            continue
         entry: ConnEntry = row.data
         identity, label, sort_value = group_value(field, entry)
         group = groups.get(identity)
@@ -112,5 +116,7 @@ def _group_row(
     )
 
 
-def group_builder(field: str) -> Callable[[Mapping[Hashable, Row]], tuple[Row, ...]]:
-    return lambda rows: group_rows(field, rows)
+def group_builder(
+    field: str, keep: Callable[[Row], bool] | None = None
+) -> Callable[[Mapping[Hashable, Row]], tuple[Row, ...]]:
+    return lambda rows: group_rows(field, rows, keep)

@@ -37,8 +37,9 @@ from netdash.ui.tableview import Column, Row
 COLUMNS: tuple[Column, ...] = (
     Column("proto", "Proto", width=5, min_width=5, priority=3),
     Column("state", "State", width=10, min_width=10, priority=0),
-    Column("local", "Local", width=20, min_width=14, priority=0, flex=True),
-    Column("remote", "Remote", width=20, min_width=14, priority=0, flex=True),
+    # 21 = "255.255.255.255:65535": an IPv4 endpoint is never cut; IPv6 gets the flex space.
+    Column("local", "Local", width=21, min_width=21, priority=0, flex=True),
+    Column("remote", "Remote", width=21, min_width=21, priority=0, flex=True),
     Column("recv_q", "Recv-Q", width=6, min_width=6, align="right", priority=7),
     Column("send_q", "Send-Q", width=6, min_width=6, align="right", priority=7),
     Column("rtt", "RTT ms", width=6, min_width=6, align="right", priority=5),

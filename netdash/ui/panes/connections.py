@@ -190,11 +190,11 @@ class ConnectionsPane(Vertical):
 
     # -- filtering -----------------------------------------------------------------------------
 
-    def row_filter(self) -> Callable[[Row], bool] | None:
+    def row_filter(self, *, with_group: bool = True) -> Callable[[Row], bool] | None:
         """View, UNIX toggle, entered group and query, composed into one predicate."""
         states = _VIEW_STATES.get(self.view_mode)
         show_unix = self.show_unix
-        group = self.group_entry
+        group = self.group_entry if with_group else None
         query = self.query if self.query and not self.query.empty else None
         if states is None and show_unix and group is None and query is None:
             return None
@@ -215,7 +215,17 @@ class ConnectionsPane(Vertical):
     def _apply_filter(self, narrowing: bool = False) -> None:
         self.view.set_filter(self.row_filter(), narrowing=narrowing)
         self.table.refresh_rows()
+        if self.group_field is not None:
+            self._regroup()
         self._show_status()
+
+    def _regroup(self) -> None:
+        """Groups count what the filter lets through; the sampler keeps them current."""
+        assert self.group_field is not None
+        builder = group_builder(self.group_field, self.row_filter(with_group=False))
+        self.feed.group_builder = builder
+        self.group_view.replace_all(builder(self._rows_by_key()))
+        self.group_table.refresh_rows()
 
     def _show_status(self) -> None:
         parts: list[tuple[str, str]] = [(f"view: {self.view_mode}", "bold")]
@@ -293,10 +303,8 @@ class ConnectionsPane(Vertical):
     def _set_group(self, field: str | None) -> None:
         self.group_field = field
         self.group_entry = None
-        self.feed.group_builder = group_builder(field) if field else None
-        if field is not None:
-            self.group_view.replace_all(self.feed.group_builder(self._rows_by_key()))
-            self.group_table.refresh_rows()
+        if field is None:
+            self.feed.group_builder = None
         self._show_grouping()
         self._apply_filter()
 

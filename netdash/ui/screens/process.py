@@ -86,9 +86,10 @@ class ProcessScreen(Screen[None]):
         Binding("q", "app.quit", "Quit"),
     ]
 
-    def __init__(self, pid: int, connections: TableView) -> None:
+    def __init__(self, pid: int, connections: TableView, *, live: bool = True) -> None:
         super().__init__()
         self.pid = pid
+        self.live = live
         self.view = TableView(
             (row for row in connections.all_rows() if owned_by(pid)(row)),
             sort_column=COLUMN_INDEX["state"],
@@ -117,6 +118,11 @@ class ProcessScreen(Screen[None]):
             self.poller.stop(timeout=0.5)
 
     def _start_watching(self) -> None:
+        if not self.live:
+            # A recorded pid may belong to an unrelated process on this machine.
+            message = "a recording: live process facts are not available (only its sockets)"
+            self.post_message(ProcessSampled(None, message))
+            return
         try:
             watcher = ProcessWatcher(self.pid)
         except Exception as err:  # it exited between the click and now

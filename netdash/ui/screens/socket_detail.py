@@ -19,6 +19,11 @@ from netdash.ui.panes.connection_rows import ConnEntry, local_label, proto_label
 CA_STATES = {0: "open", 1: "disorder", 2: "cwr", 3: "recovery", 4: "loss"}
 
 
+def _limited(rate: int | None) -> int | None:
+    """0 and ~0 both mean "no pacing limit" (ss hides them too)."""
+    return None if not rate or rate >= 1 << 63 else rate
+
+
 def tcp_rows(info: TcpInfo) -> list[tuple[str, str]]:
     """tcp_info as `ss -i` users read it."""
     rows = [
@@ -39,7 +44,7 @@ def tcp_rows(info: TcpInfo) -> list[tuple[str, str]]:
         ("bytes retransmitted", info.bytes_retrans, human_bytes),
         ("segments out / in", None, None),
         ("delivery rate", info.delivery_rate, lambda v: human_bytes(v) + "/s"),
-        ("pacing rate", info.pacing_rate, lambda v: human_bytes(v) + "/s"),
+        ("pacing rate", _limited(info.pacing_rate), lambda v: human_bytes(v) + "/s"),
         ("min rtt", info.min_rtt_us, lambda v: f"{milliseconds(v)} ms"),
         ("not sent", info.notsent_bytes, human_bytes),
     )
@@ -71,8 +76,6 @@ def detail_rows(entry: ConnEntry) -> list[tuple[str, str]]:
         timer = sock.timer
         fires = f"{timer.name}, fires in {timer.expires_ms} ms, {timer.retrans} retrans"
         rows.append(("timer", fires))
-    if sock.tcp is not None:
-        rows.extend(tcp_rows(sock.tcp))
     if sock.mem is not None:
         mem = sock.mem
         rows.append(
@@ -96,9 +99,10 @@ def detail_rows(entry: ConnEntry) -> list[tuple[str, str]]:
 class SocketDetailScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape", "dismiss", "Close"), Binding("i", "dismiss", "Close", show=False)]
 
-    def __init__(self, entry: ConnEntry) -> None:
+    def __init__(self, entry: ConnEntry, *, live: bool = True) -> None:
         super().__init__()
         self.entry = entry
+        self.live = live
 
     def compose(self) -> ComposeResult:
         table = Table.grid(padding=(0, 2))
@@ -106,13 +110,24 @@ class SocketDetailScreen(ModalScreen[None]):
         table.add_column()
         for label, value in detail_rows(self.entry):
             table.add_row(label, Text(value))
+        tcp_table = None
+        info = self.entry.sock.tcp
+        if info is not None and self.entry.sock.state != "LISTEN":  # a listener's are all zero
+            tcp_table = Table.grid(padding=(0, 2))
+            tcp_table.add_column(style="bold cyan", no_wrap=True)
+            tcp_table.add_column()
+            tcp_table.add_row(Text("tcp_info", style="bold"), "")
+            for label, value in tcp_rows(info):
+                tcp_table.add_row(label, Text(value))
         with VerticalScroll(id="detail-body"):
             yield Static(Text("socket detail", style="bold"))
             yield Static(table)
             yield Static(self._owners_text({}), id="owners")
+            if tcp_table is not None:
+                yield Static(tcp_table)
 
     def on_mount(self) -> None:
-        if self.entry.owners:
+        if self.entry.owners and self.live:
             self._load_cmdlines()
 
     def _owners_text(self, cmdlines: dict[int, str]) -> Text:

@@ -37,29 +37,31 @@ class StatusLine(Widget):
         self.set_interval(1.0, self.refresh)  # the sample's age keeps moving
 
     def render(self) -> Text:
+        """Most urgent first, so a narrow terminal cuts the least useful facts: is it live,
+        how fresh, how many rows, then where and how it is looking."""
         text = Text(no_wrap=True, overflow="ellipsis")
         host = self.host
         text.append(f" {visible(host.hostname)} ", style="bold")
-        text.append(f"{host.kernel} · netns {visible(host.netns)} · ")
-        if host.is_root:
-            text.append("root", style="bold green")
-        else:
-            text.append(WITHOUT_ROOT, style="bold yellow")
-        text.append(f" · {self.source_label()} · every {self.interval:g}s · ")
+        text.append(
+            "PAUSED" if self.paused else "LIVE",
+            style="reverse yellow" if self.paused else "bold green",
+        )
+        text.append(" · ")
         if self.sampled_at is None:
             text.append("waiting for the first sample", style="yellow")
         else:
             age = time.monotonic() - self.sampled_at
             stale = age > 3 * self.interval + 1
-            text.append(f"sample {duration(age)} ago", style="bold red" if stale else "")
-        text.append(" · ")
-        text.append(
-            "PAUSED" if self.paused else "LIVE",
-            style="reverse yellow" if self.paused else "bold green",
-        )
+            text.append(f"{duration(age)} ago", style="bold red" if stale else "")
         text.append(f" · {self.shown:,}/{self.total:,} rows")
         if self.error:
             text.append(f" · {visible(self.error)}", style="bold red")
+        text.append(f" · netns {visible(host.netns)} · ")
+        if host.is_root:
+            text.append("root", style="bold green")
+        else:
+            text.append(WITHOUT_ROOT, style="bold yellow")
+        text.append(f" · {self.source_label()} every {self.interval:g}s · {host.kernel}")
         if self.gaps:
             text.append("\n ⚠ " + gaps_summary(self.gaps), style="bold yellow")
         return text
