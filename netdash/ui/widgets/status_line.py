@@ -18,7 +18,13 @@ class StatusLine(Widget):
     """One line: host · kernel · netns · root · source · interval · age · LIVE/PAUSED · rows."""
 
     DEFAULT_CSS = """
-    StatusLine { height: auto; max-height: 2; background: $panel; }
+    StatusLine {
+        height: auto;
+        max-height: 2;
+        background: $panel;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
     """
 
     def __init__(self, host: HostInfo, interval: float, *, id: str | None = None) -> None:
