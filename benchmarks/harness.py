@@ -19,6 +19,7 @@ Rules (LAB.md §7, and what we learnt applying it):
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import statistics
@@ -44,6 +45,7 @@ class Measurement:
     wall_s: float
     cpu_s: float | None = None
     maxrss_kib: int | None = None
+    gc_s: float | None = None  # in-process calls: time the cyclic GC ran inside the call
 
 
 def find_gnu_time() -> str | None:
@@ -140,13 +142,42 @@ def command_side(
     return Side(name, measure, text)
 
 
+class GcClock:
+    """Total time spent in Python's cyclic garbage collector, from ``gc.callbacks``.
+
+    An in-process call pays for a full collection whenever its allocations happen to trigger
+    one, and a process holding a million objects (the live app's rows) makes that collection
+    cost hundreds of milliseconds: reported beside the wall time so a slow run can be told apart
+    from an unlucky one. It stays in the wall time: the live app pays it too.
+    """
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.total += time.perf_counter() - self._started
+
+
+_gc_clock: GcClock | None = None
+
+
 def call_side(name: str, fn: Callable[[], object], label: str = "") -> Side:
-    """An in-process call: wall clock and this process's CPU (all threads) around it."""
+    """An in-process call: wall clock, this process's CPU (all threads) and GC time around it."""
+    global _gc_clock
+    if _gc_clock is None:
+        _gc_clock = GcClock()
+    clock = _gc_clock
 
     def measure() -> Measurement:
-        cpu0, wall0 = time.process_time(), time.perf_counter()
+        gc0, cpu0, wall0 = clock.total, time.process_time(), time.perf_counter()
         fn()
-        return Measurement(time.perf_counter() - wall0, time.process_time() - cpu0)
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        return Measurement(wall, cpu, gc_s=clock.total - gc0)
 
     return Side(name, measure, label or name)
 
@@ -170,6 +201,11 @@ class SideStats:
         return statistics.median(cpus) if cpus else None
 
     @property
+    def gc_median(self) -> float | None:
+        spent = [r.gc_s for r in self.runs if r.gc_s is not None]
+        return statistics.median(spent) if spent else None
+
+    @property
     def peak_rss_kib(self) -> int | None:
         peaks = [r.maxrss_kib for r in self.runs if r.maxrss_kib is not None]
         return max(peaks) if peaks else None
@@ -180,6 +216,7 @@ class SideStats:
             "wall_s": [r.wall_s for r in self.runs],
             "cpu_s": [r.cpu_s for r in self.runs],
             "maxrss_kib": [r.maxrss_kib for r in self.runs],
+            "gc_s": [r.gc_s for r in self.runs],
             "wall_median_s": self.wall_median,
             "cpu_median_s": self.cpu_median,
             "peak_rss_kib": self.peak_rss_kib,

@@ -95,9 +95,12 @@ class Report:
         if "sides" in lab:
             print(f"  {'side':<24}{'median wall':>14}{'cpu':>14}{'peak RSS':>11}   runs as")
             for name, side in lab["sides"].items():
+                spent = [g for g in side.get("gc_s", []) if g is not None]
+                note = f" (GC in runs: {', '.join(f'{g * 1000:.0f}' for g in spent)} ms)"
                 print(
                     f"  {name:<24}{_ms(side['wall_median_s']):>14}{_ms(side['cpu_median_s']):>14}"
                     f"{_mb(side['peak_rss_kib']):>11}   {side['label']}"
+                    + (note if spent and max(spent) >= 0.005 else "")
                 )
             print(f"  {'median of per-round ratios (wall)':<44}{'value':>8}")
             for name, value in lab["ratios"].items():
