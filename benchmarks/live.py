@@ -70,6 +70,7 @@ class TmuxApp:
         self.argv = list(argv)
         self.pid = 0
         self.server_pid = 0
+        self.socket_path = ""
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(
@@ -91,6 +92,7 @@ class TmuxApp:
         self.tmux("set-option", "-t", "bench", "remain-on-exit", "on")  # keep a crash readable
         self.pid = int(self.tmux("display-message", "-p", "-t", "bench", "#{pane_pid}"))
         self.server_pid = int(self.tmux("display-message", "-p", "#{pid}"))
+        self.socket_path = self.tmux("display-message", "-p", "#{socket_path}").strip()
 
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", "bench")
@@ -118,6 +120,8 @@ class TmuxApp:
         except LiveError:
             pass  # the server is already gone
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, check=False)
+        if self.socket_path:  # kill-server leaves the socket file behind (tmux 3.3)
+            Path(self.socket_path).unlink(missing_ok=True)
 
 
 def run_live(
