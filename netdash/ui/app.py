@@ -92,6 +92,7 @@ class NetdashApp(App[int]):
 
     def _sample_in_thread(self) -> ConnectionsUpdate | None:
         """Sample, track and build rows: everything but painting, off the event loop."""
+        self.feed.release()
         frame = self.tracker.update(self.sampler.sample())
         return self.feed.consume(frame)
 

@@ -8,12 +8,12 @@ thread from the feed's rows (no Textual here).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from netdash.textsafe import visible
 from netdash.ui.format import STATE_ORDER, address_sort_key, human_rate, short_state
-from netdash.ui.panes.connection_rows import ConnEntry
+from netdash.ui.panes.connection_cells import ConnEntry, ConnRow
 from netdash.ui.tableview import Column, Row
 
 #: The `g` key cycles through these, then back to no grouping.
@@ -69,17 +69,16 @@ def group_value(field: str, entry: ConnEntry) -> tuple[object, str, object]:
 
 
 def group_rows(
-    field: str, rows: Mapping[Hashable, Row], keep: Callable[[Row], bool] | None = None
+    field: str, rows: Iterable[ConnRow], keep: Callable[[ConnRow], bool] | None = None
 ) -> tuple[Row, ...]:
     """One row per group: socket count, summed TCP byte rates and a state breakdown.
 
     ``keep`` is the pane's filter (view, UNIX toggle, query): groups count what the user sees.
     """
     groups: dict[object, list] = {}
-    for row in rows.values():
-        if keep is not None and not keep(row):
+    for entry in rows:
+        if keep is not None and not keep(entry):
             continue
-        entry: ConnEntry = row.data
         identity, label, sort_value = group_value(field, entry)
         group = groups.get(identity)
         if group is None:
@@ -117,6 +116,6 @@ def _group_row(
 
 
 def group_builder(
-    field: str, keep: Callable[[Row], bool] | None = None
-) -> Callable[[Mapping[Hashable, Row]], tuple[Row, ...]]:
+    field: str, keep: Callable[[ConnRow], bool] | None = None
+) -> Callable[[Iterable[ConnRow]], tuple[Row, ...]]:
     return lambda rows: group_rows(field, rows, keep)

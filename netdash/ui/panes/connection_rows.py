@@ -1,275 +1,182 @@
-"""Sockets → table rows, in the sampling thread (no Textual here).
+"""Sockets → table rows → a finished view, in the sampling thread (no Textual here).
 
-Formatting 100,000 rows is too much work for the UI thread's 50 ms budget, so the
-:class:`ConnectionsFeed` turns each engine frame into rows off the event loop, rebuilding only
-rows whose socket, rate or owners changed, and hands the UI a ready-made diff.
+At 100,000 rows even applying a refresh to the table's view (hashing each changed key, placing
+each row) takes longer than the UI thread's 50 ms budget, so the :class:`ConnectionsFeed` does all
+of it off the event loop: it turns each engine frame into rows (only for sockets whose record,
+rate or owners changed), applies them to a :class:`TableView` of its own with the pane's filter
+and sort, and hands the UI a copy ready to show. The UI thread swaps views and repaints.
+
+The pane tells the feed its filter and sort through :attr:`ConnectionsFeed.spec` (set on the UI
+thread, read once per tick). A view built under an older spec (the user sorted meanwhile) is
+re-sorted by the pane on arrival: rare, and never wrong.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain, pairwise
 
-from netdash.engine import ByteRate, ConnectionsFrame
-from netdash.model import (
-    NO_OWNER_DENIED,
-    NO_OWNER_NEEDS_ROOT,
-    NO_OWNER_NOT_ACCEPTED,
-    NO_OWNER_ORPHAN,
-    NO_OWNER_REQUEST,
-    NO_OWNER_TIME_WAIT,
-    Owner,
-    Socket,
-    SocketSample,
+from netdash.engine import ZERO_RATE, ConnectionsFrame
+from netdash.model import Owner, Socket, SocketSample
+from netdash.ui.panes.connection_cells import (
+    COLUMN_INDEX,
+    COLUMNS,
+    QUIET_STATES,
+    SORT_KEYS,
+    ConnEntry,
+    ConnRow,
+    accept_fill,
+    local_label,
+    owner_cells,
+    proto_label,
+    remote_label,
 )
-from netdash.textsafe import visible
-from netdash.ui.format import (
-    STATE_ORDER,
-    address_sort_key,
-    endpoint,
-    human_rate,
-    milliseconds,
-    short_state,
-)
-from netdash.ui.tableview import Column, Row
+from netdash.ui.tableview import Row, RowFilter, TableView
 
-COLUMNS: tuple[Column, ...] = (
-    Column("proto", "Proto", width=5, min_width=5, priority=3),
-    Column("state", "State", width=10, min_width=10, priority=0),
-    # 21 = "255.255.255.255:65535": an IPv4 endpoint is never cut; IPv6 gets the flex space.
-    Column("local", "Local", width=21, min_width=21, priority=0, flex=True),
-    Column("remote", "Remote", width=21, min_width=21, priority=0, flex=True),
-    Column("recv_q", "Recv-Q", width=6, min_width=6, align="right", priority=7),
-    Column("send_q", "Send-Q", width=6, min_width=6, align="right", priority=7),
-    Column("rtt", "RTT ms", width=6, min_width=6, align="right", priority=5),
-    Column("retrans", "Retr", width=4, min_width=4, align="right", priority=6),
-    Column("rx", "In/s", width=6, min_width=6, align="right", priority=4),
-    Column("tx", "Out/s", width=6, min_width=6, align="right", priority=4),
-    Column("accept", "Accept-Q", width=14, min_width=9, align="right", priority=5),
-    Column("pid", "PID", width=7, min_width=5, align="right", priority=2),
-    Column("process", "Process", width=12, min_width=10, priority=1, flex=True),
-)
-COLUMN_INDEX: dict[str, int] = {column.key: index for index, column in enumerate(COLUMNS)}
-
-#: Short reasons for the Process cell; the full sentence is in the detail view and on Enter.
-_SHORT_REASONS = {
-    NO_OWNER_TIME_WAIT: "(time-wait)",
-    NO_OWNER_REQUEST: "(syn-recv)",
-    NO_OWNER_NOT_ACCEPTED: "(not accepted)",
-    NO_OWNER_ORPHAN: "(orphaned)",
-    NO_OWNER_NEEDS_ROOT: "(needs root)",
-    NO_OWNER_DENIED: "(hidden)",
-}
-
-STATE_STYLES: dict[str, str] = {
-    "ESTABLISHED": "green",
-    "LISTEN": "cyan",
-    "TIME_WAIT": "dim",
-    "CLOSE_WAIT": "bold yellow",
-    "SYN_SENT": "yellow",
-    "SYN_RECV": "yellow",
-    "NEW_SYN_RECV": "yellow",
-    "LAST_ACK": "yellow",
-    "FIN_WAIT1": "yellow",
-    "CLOSING": "yellow",
-}
-_UNIX_PROTO = {"stream": "u_str", "dgram": "u_dgr", "seqpacket": "u_seq"}
+__all__ = [
+    "COLUMNS",
+    "COLUMN_INDEX",
+    "SORT_KEYS",
+    "ConnEntry",
+    "ConnRow",
+    "ConnectionsFeed",
+    "ConnectionsUpdate",
+    "ViewSpec",
+    "accept_fill",
+    "build_row",
+    "local_label",
+    "owner_cells",
+    "proto_label",
+    "remote_label",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class ConnEntry:
-    """Everything known about one row: the filter's subject and the drill-down's source."""
-
-    sock: Socket
-    owners: tuple[Owner, ...]
-    reason: str | None  # why there is no owner, when there is none
-    rate: ByteRate | None
-    text: str = ""  # lower-case search text (the filter's free-text target)
-
-
-def proto_label(sock: Socket) -> str:
-    if sock.proto == "unix":
-        return _UNIX_PROTO.get(sock.sock_type or "", "unix")
-    return sock.proto + ("6" if sock.family == "inet6" else "")
+def sorted_owners(owners: tuple[Owner, ...]) -> tuple[Owner, ...]:
+    """Owners by (pid, fd); the same tuple when already sorted (the owner map sorts them), so
+    an unchanged owner list is recognised by identity on the next tick."""
+    if len(owners) < 2:
+        return owners
+    pairs = [(o.pid, o.fd) for o in owners]
+    if all(a <= b for a, b in pairwise(pairs)):
+        return owners
+    return tuple(sorted(owners, key=lambda o: (o.pid, o.fd)))
 
 
-def local_label(sock: Socket) -> str:
-    if sock.proto == "unix":
-        return visible(sock.local_addr) if sock.local_addr else "*"
-    return endpoint(sock.local_addr, sock.local_port, sock.interface)
-
-
-def remote_label(sock: Socket) -> str:
-    if sock.proto == "unix":
-        return f"peer {sock.peer_inode}" if sock.peer_inode else "*"
-    return endpoint(sock.remote_addr, sock.remote_port)
-
-
-def accept_fill(sock: Socket) -> str:
-    """A listener's accept queue against its backlog: ``3/128 2%`` (ss: Recv-Q/Send-Q).
-
-    A full accept queue means the kernel is dropping new connections (the seeds' SYN flood and
-    slow-accept checklists): the one number to look at on a listening socket.
-    """
-    if sock.state != "LISTEN" or sock.proto != "tcp":
-        return ""
-    if not sock.send_q:
-        return f"{sock.recv_q}/0"
-    return f"{sock.recv_q}/{sock.send_q} {100 * sock.recv_q // sock.send_q}%"
-
-
-def _accept_style(sock: Socket) -> str | None:
-    if sock.state != "LISTEN" or not sock.send_q or not sock.recv_q:
-        return None
-    return "bold red" if sock.recv_q >= sock.send_q else "bold yellow"
-
-
-def owner_cells(owners: tuple[Owner, ...], reason: str | None) -> tuple[str, str]:
-    if not owners:
-        return "", _SHORT_REASONS.get(reason or "", "(none)")
-    first = owners[0]
-    name = visible(first.comm)
-    others = len({o.pid for o in owners}) - 1
-    return str(first.pid), f"{name} +{others}" if others else name
-
-
-def build_entry(sock: Socket, sample: SocketSample, rate: ByteRate | None) -> ConnEntry:
-    owners = tuple(sorted(sample.owners_of(sock), key=lambda o: (o.pid, o.fd)))
+def build_row(
+    key: Hashable, sock: Socket, sample: SocketSample, rate: object, born: float = 0.0
+) -> ConnRow:
+    """The row of ``sock`` in ``sample`` (its owners and why there are none)."""
+    owners = sorted_owners(sample.owners_of(sock))
     reason = None if owners else sample.no_owner_reason(sock)
-    return ConnEntry(sock, owners, reason, rate)
+    quiet = sock.state in QUIET_STATES
+    return ConnRow(key, sock, owners, reason, None if quiet else rate, born)  # type: ignore[arg-type]
 
 
-def build_row(key: Hashable, entry: ConnEntry, born: float) -> Row:
-    sock = entry.sock
-    info = sock.tcp
-    # A listener moves no bytes and has no round trip: blank beats a misleading 0.
-    connected = sock.state not in ("LISTEN", "TIME_WAIT", "UNCONN")
-    rate = entry.rate if connected else None
-    has_rtt = info is not None and connected
-    pid_cell, process_cell = owner_cells(entry.owners, entry.reason)
-    cells = (
-        proto_label(sock),
-        short_state(sock.state),
-        local_label(sock),
-        remote_label(sock),
-        str(sock.recv_q),
-        str(sock.send_q),
-        milliseconds(info.rtt_us) if has_rtt and info else "",
-        str(info.total_retrans) if info is not None and connected else "",
-        human_rate(rate.rx) if rate else "",
-        human_rate(rate.tx) if rate else "",
-        accept_fill(sock),
-        pid_cell,
-        process_cell,
-    )
-    first = entry.owners[0] if entry.owners else None
-    sort_values = (
-        (sock.proto, sock.family),
-        STATE_ORDER.get(sock.state, 99),
-        address_sort_key(sock.family, sock.local_addr, sock.local_port),
-        address_sort_key(sock.family, sock.remote_addr, sock.remote_port),
-        sock.recv_q,
-        sock.send_q,
-        info.rtt_us if has_rtt and info else None,
-        info.total_retrans if info is not None and connected else None,
-        rate.rx if rate else None,
-        rate.tx if rate else None,
-        sock.recv_q / sock.send_q if sock.state == "LISTEN" and sock.send_q else None,
-        first.pid if first else None,
-        first.comm.lower() if first else None,
-    )
-    users = " ".join(o.user or "" for o in entry.owners)
-    text = " ".join((*cells, sock.state, users)).lower()
-    return Row(
-        key=key,
-        cells=cells,
-        sort_values=sort_values,
-        search_text=text,
-        styles=_row_styles(sock, entry),
-        born=born,
-        data=ConnEntry(sock, entry.owners, entry.reason, rate, text),
-    )
+@dataclass(frozen=True)
+class ViewSpec:
+    """What the pane shows: the feed applies the same filter and sort to the view it builds."""
 
+    row_filter: RowFilter | None
+    sort_column: int | None
+    reverse: bool = False
 
-def _row_styles(sock: Socket, entry: ConnEntry) -> tuple[str | None, ...] | None:
-    state_style = STATE_STYLES.get(sock.state)
-    retrans_style = "bold red" if sock.tcp is not None and sock.tcp.total_retrans else None
-    queue_style = "bold yellow" if sock.recv_q and sock.state != "LISTEN" else None
-    owner_style = "dim italic" if not entry.owners else None
-    if not (state_style or retrans_style or queue_style or owner_style or sock.recv_q):
-        return None
-    return (
-        None,
-        state_style,
-        None,
-        None,
-        queue_style,
-        None,
-        None,
-        retrans_style,
-        None,
-        None,
-        owner_style,
-        owner_style,
-    )
+    @classmethod
+    def of(cls, view: TableView) -> ViewSpec:
+        return cls(view.row_filter, view.sort_column, view.reverse)
 
-
-# ------------------------------------------------------------------------------------ the feed
+    def matches(self, view: TableView) -> bool:
+        return (
+            view.row_filter is self.row_filter
+            and view.sort_column == self.sort_column
+            and view.reverse == self.reverse
+        )
 
 
 @dataclass(frozen=True)
 class ConnectionsUpdate:
-    """What the pane applies on the UI thread: rows changed or added, keys removed."""
+    """What the pane applies on the UI thread.
+
+    ``view`` is the finished table (all rows, filtered and sorted as the feed's spec said), or
+    None when nothing in it changed. ``changed`` (rows changed or added) and ``removed`` (keys)
+    are the same refresh as a diff, for views kept elsewhere (the Process screen).
+    """
 
     frame: ConnectionsFrame
-    changed: tuple[Row, ...]
+    changed: tuple[ConnRow, ...]
     removed: tuple[Hashable, ...]
-    full: bool = False  # replace everything (first frame)
+    full: bool = False  # the first frame: every row is new
     groups: tuple[Row, ...] | None = None
-    built_in: float = 0.0  # seconds the worker spent building rows
+    built_in: float = 0.0  # seconds the worker spent building rows and the view
+    view: TableView | None = None
 
 
 @dataclass
 class _Pending:
-    changed: dict[Hashable, Row] = field(default_factory=dict)
+    changed: dict[Hashable, ConnRow] = field(default_factory=dict)
     removed: set[Hashable] = field(default_factory=set)
     last_frame: ConnectionsFrame | None = None
 
 
-GroupBuilder = Callable[[Mapping[Hashable, Row]], tuple[Row, ...]]
+GroupBuilder = Callable[[Iterable[ConnRow]], tuple[Row, ...]]
 
 
 class ConnectionsFeed:
-    """Turns engine frames into row diffs; holds them back while the view is paused.
+    """Turns engine frames into rows and a finished view; holds them back while paused.
 
-    Runs in the sampling thread. ``paused`` and ``group_builder`` are set by the UI thread (plain
-    attribute writes, read once per frame).
+    Runs in the sampling thread. ``paused``, ``spec`` and ``group_builder`` are set by the UI
+    thread (plain attribute writes, read once per frame).
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rows: dict[Hashable, Row] = {}
         self.paused = False
+        self.spec: ViewSpec | None = None
         self.group_builder: GroupBuilder | None = None
         self._clock = clock
+        self._view = TableView(sort_keys=SORT_KEYS, sort_column=COLUMN_INDEX["state"])
         self._pending = _Pending()
         self._first = True
-        self._last_owners: Mapping[int, tuple[Owner, ...]] | None = None
-        # Rows replaced or removed last tick, kept one tick longer: the UI thread drops its
-        # references when it applies the update, and at 100k rows freeing them there doubled
-        # the cost of a refresh. Released here, they are freed in the sampling thread.
-        self._graveyard: list[Row] = []
+        self._owners_seen: tuple[object, bool, bool] | None = None
+        # Keys whose rate can change while their socket record does not: a moving connection
+        # that goes idle keeps its record (the source reuses it) but its rate drops to zero.
+        self._unsettled: set[Hashable] = set()
+        # Views the UI thread replaced: dropped here, so that freeing 100k replaced rows (and
+        # the socket records only they still hold) costs this thread, not the event loop.
+        self._retired: list[TableView] = []
+
+    @property
+    def view(self) -> TableView:
+        """The feed's own view (sampling thread only; the UI gets copies)."""
+        return self._view
+
+    def retire(self, view: TableView) -> None:
+        """Called by the UI thread with the view it stopped showing (freed on :meth:`release`)."""
+        self._retired.append(view)
+
+    def release(self) -> None:
+        """Free the retired views (sampling thread, before it reads the next sample: the old
+        rows' socket records are freed before the new ones are built)."""
+        self._retired.clear()
 
     def consume(self, frame: ConnectionsFrame) -> ConnectionsUpdate | None:
         started = self._clock()
+        view = self._view
+        respecced = self._follow_spec()
         changed, removed = self._rebuild(frame)
         full, self._first = self._first, False
+        if full:
+            view.replace_all(changed.values())
+        elif changed or removed:
+            view.apply(changed.values(), removed)
         if self.paused:
             self._hold(frame, changed, removed)
             return None
         if self._pending.last_frame is not None:
             changed, removed = self._release(changed, removed)
-        groups = self.group_builder(self.rows) if self.group_builder else None
+            respecced = True
+        handed = self._hand_over() if full or changed or removed or respecced else None
+        groups = self.group_builder(view.all_rows()) if self.group_builder else None
         return ConnectionsUpdate(
             frame,
             tuple(changed.values()),
@@ -277,6 +184,7 @@ class ConnectionsFeed:
             full,
             groups,
             built_in=self._clock() - started,
+            view=handed,
         )
 
     def flush(self) -> ConnectionsUpdate | None:
@@ -284,45 +192,100 @@ class ConnectionsFeed:
         frame = self._pending.last_frame
         if frame is None:
             return None
+        self._follow_spec()
         changed, removed = self._release({}, set())
-        groups = self.group_builder(self.rows) if self.group_builder else None
-        return ConnectionsUpdate(frame, tuple(changed.values()), tuple(removed), groups=groups)
+        groups = self.group_builder(self._view.all_rows()) if self.group_builder else None
+        return ConnectionsUpdate(
+            frame, tuple(changed.values()), tuple(removed), groups=groups, view=self._hand_over()
+        )
 
-    def _rebuild(self, frame: ConnectionsFrame) -> tuple[dict[Hashable, Row], set[Hashable]]:
-        rows, sample, rates = self.rows, frame.sample, frame.rates
-        owners_moved = sample.owners is not self._last_owners
-        self._last_owners = sample.owners
-        now = self._clock()
-        changed: dict[Hashable, Row] = {}
-        graveyard: list[Row] = []
-        for key, sock in frame.by_key.items():
-            row = rows.get(key)
-            rate = rates.get(key)
-            if row is not None:
-                entry: ConnEntry = row.data
+    # -- the view ------------------------------------------------------------------------------
+
+    def _follow_spec(self) -> bool:
+        """Give the feed's view the pane's filter and sort; True when they changed."""
+        spec, view = self.spec, self._view
+        if spec is None or spec.matches(view):
+            return False
+        if view.row_filter is not spec.row_filter:
+            view.set_filter(spec.row_filter)
+        view.set_sort(spec.sort_column, spec.reverse)
+        return True
+
+    def _hand_over(self) -> TableView:
+        view = self._view
+        view.prepare()  # positions for the cursor, built here rather than on the UI thread
+        return view.copy()
+
+    # -- rows ----------------------------------------------------------------------------------
+
+    def _rebuild(self, frame: ConnectionsFrame) -> tuple[dict[Hashable, ConnRow], list[Hashable]]:
+        """New rows for the sockets whose record, rate or owners changed; keys that vanished."""
+        view, by_key, diff, sample = self._view, frame.by_key, frame.diff, frame.sample
+        owners_seen = (sample.owners, sample.owners_complete, sample.is_root)
+        owners_moved = self._owners_seen is None or any(
+            a is not b for a, b in zip(owners_seen, self._owners_seen, strict=True)
+        )
+        self._owners_seen = owners_seen
+        in_step = (
+            not self._first
+            and view.total + len(diff.added) - len(diff.removed) == len(by_key)
+            and all(key in view for key in diff.removed)
+        )
+        if in_step:
+            removed = list(diff.removed)
+        else:  # the first frame, or a frame we did not follow: compare everything
+            removed = [row.key for row in view.all_rows() if row.key not in by_key]
+        if not in_step or owners_moved:
+            candidates: Iterable[Hashable] = by_key
+        else:
+            unsettled = [key for key in self._unsettled if key in by_key]
+            candidates = chain(diff.added, diff.changed, unsettled)
+        for key in removed:
+            self._unsettled.discard(key)
+        return self._rows_for(candidates, frame), removed
+
+    def _rows_for(
+        self, candidates: Iterable[Hashable], frame: ConnectionsFrame
+    ) -> dict[Hashable, ConnRow]:
+        sample, by_key = frame.sample, frame.by_key
+        rate_of, owners_of = frame.rates.get, sample.owners.get
+        current, unsettled = self._view.get, self._unsettled
+        born_now = 0.0 if self._first else self._clock()
+        changed: dict[Hashable, ConnRow] = {}
+        for key in candidates:
+            if key in changed:
+                continue
+            sock = by_key[key]
+            quiet = sock.state in QUIET_STATES
+            rate = None if quiet else rate_of(key)
+            owners = owners_of(sock.inode, ()) if sock.inode else ()
+            old = current(key)
+            if old is not None:
                 if (
-                    entry.sock is sock
-                    and entry.rate == rate
-                    and (not owners_moved or entry.owners == _sorted_owners(sample, sock))
+                    old.sock is sock
+                    and (old.rate is rate or old.rate == rate)
+                    and (old.owners is owners or old.owners == sorted_owners(owners))
+                    and (owners or old.reason == sample.no_owner_reason(sock))
                 ):
                     continue
-                born = row.born
-                graveyard.append(row)
+                born = old.born
             else:
-                born = 0.0 if self._first else now
-            row = build_row(key, build_entry(sock, sample, rate), born)
-            rows[key] = row
-            changed[key] = row
-        removed = {key for key in frame.diff.removed if key in rows}
-        if len(rows) - len(removed) != len(frame.by_key):  # keys we never saw removed: resync
-            removed |= {key for key in rows if key not in frame.by_key}
-        for key in removed:
-            graveyard.append(rows.pop(key))
-        self._graveyard = graveyard
-        return changed, removed
+                born = born_now
+            owners = sorted_owners(owners)
+            reason = None if owners else sample.no_owner_reason(sock)
+            # The search text only depends on what identifies the socket: usually handed on.
+            text = old.text if old is not None and old.same_identity(sock, owners, reason) else None
+            changed[key] = ConnRow(key, sock, owners, reason, rate, born, text)
+            if rate is ZERO_RATE or sock.tcp is None or quiet:
+                unsettled.discard(key)
+            else:
+                unsettled.add(key)
+        return changed
+
+    # -- pause ---------------------------------------------------------------------------------
 
     def _hold(
-        self, frame: ConnectionsFrame, changed: dict[Hashable, Row], removed: set[Hashable]
+        self, frame: ConnectionsFrame, changed: dict[Hashable, ConnRow], removed: list[Hashable]
     ) -> None:
         pending = self._pending
         for key in removed:
@@ -334,16 +297,12 @@ class ConnectionsFeed:
         pending.last_frame = frame
 
     def _release(
-        self, changed: dict[Hashable, Row], removed: set[Hashable]
-    ) -> tuple[dict[Hashable, Row], set[Hashable]]:
+        self, changed: dict[Hashable, ConnRow], removed: Iterable[Hashable]
+    ) -> tuple[dict[Hashable, ConnRow], set[Hashable]]:
         pending = self._pending
         self._pending = _Pending()
+        removed = set(removed)
         merged_removed = (pending.removed - changed.keys()) | removed
         merged = {k: r for k, r in pending.changed.items() if k not in removed}
         merged.update(changed)
         return merged, merged_removed
-
-
-def _sorted_owners(sample: SocketSample, sock: Socket) -> tuple[Owner, ...]:
-    owners = sample.owners_of(sock)
-    return owners if len(owners) < 2 else tuple(sorted(owners, key=lambda o: (o.pid, o.fd)))

@@ -9,6 +9,7 @@ screen, and the Connections pane underneath is exactly as the user left it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from rich.table import Table
 from rich.text import Text
@@ -24,17 +25,22 @@ from netdash.sources.process import ProcessWatcher
 from netdash.textsafe import visible
 from netdash.ui.format import clock_time, duration, human_bytes
 from netdash.ui.messages import ProcessSampled
-from netdash.ui.panes.connection_rows import COLUMN_INDEX, COLUMNS, ConnectionsUpdate, ConnEntry
-from netdash.ui.tableview import Row, TableView
+from netdash.ui.panes.connection_rows import (
+    COLUMN_INDEX,
+    COLUMNS,
+    SORT_KEYS,
+    ConnectionsUpdate,
+    ConnRow,
+)
+from netdash.ui.tableview import TableView
 from netdash.ui.widgets.virtual_table import VirtualTable
 
 PROCESS_INTERVAL = 1.0
 
 
-def owned_by(pid: int):
-    def keep(row: Row) -> bool:
-        entry: ConnEntry = row.data
-        return any(owner.pid == pid for owner in entry.owners)
+def owned_by(pid: int) -> Callable[[ConnRow], bool]:
+    def keep(row: ConnRow) -> bool:
+        return any(owner.pid == pid for owner in row.owners)
 
     return keep
 
@@ -90,10 +96,12 @@ class ProcessScreen(Screen[None]):
         super().__init__()
         self.pid = pid
         self.live = live
+        self._owned = owned_by(pid)
         self.view = TableView(
-            (row for row in connections.all_rows() if owned_by(pid)(row)),
+            (row for row in connections.all_rows() if self._owned(row)),
             sort_column=COLUMN_INDEX["state"],
-            row_filter=owned_by(pid),
+            row_filter=self._owned,
+            sort_keys=SORT_KEYS,
         )
         self.info: ProcessInfo | None = None
         self.poller: Poller[ProcessInfo] | None = None
@@ -161,7 +169,11 @@ class ProcessScreen(Screen[None]):
 
     def apply_update(self, update: ConnectionsUpdate) -> None:
         """Called by the app for each refresh while this screen is on top."""
-        self.view.apply(update.changed, update.removed)
+        # Only this process's rows enter its view (and rows that stopped being its own leave).
+        view, owned = self.view, self._owned
+        mine = [row for row in update.changed if owned(row)]
+        gone = [row.key for row in update.changed if row.key in view and not owned(row)]
+        view.apply(mine, (*update.removed, *gone))
         table = self.query_one(VirtualTable)
         table.refresh_rows()
         table.tick()

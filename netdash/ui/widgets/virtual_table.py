@@ -12,6 +12,7 @@ How an owner (a pane) drives it::
     table.set_view(view)                 # once, or whenever it builds a new TableView
     view.apply(changed_rows, removed)    # on each refresh, on the UI thread
     table.refresh_rows()                 # repaints the lines whose row changed or moved
+    table.replace_view(next_view)        # or: a refreshed copy built elsewhere (a worker)
 
 The cursor follows its row *key* through refreshes, filters and sorts; when the row vanishes the
 cursor stays at the same position (clamped). Messages: :class:`VirtualTable.CursorMoved`,
@@ -260,6 +261,15 @@ class VirtualTable(ScrollView, can_focus=True):
         self._painted.clear()
         self.refresh_rows()
         self.refresh()
+
+    def replace_view(self, view: TableView) -> None:
+        """Show ``view``, the next version of the same table (a producer's refreshed copy).
+
+        Unlike :meth:`set_view` it keeps what was painted and the strip cache, so only the lines
+        that differ are repainted; the cursor keeps its key.
+        """
+        self._view = view
+        self.refresh_rows()
 
     def refresh_rows(self, changed_keys: Iterable[Hashable] | None = None) -> None:
         """Take in what the owner did to the view; call after ``apply``/``set_filter``/``set_sort``.
