@@ -2,13 +2,24 @@
 
 One object per socket with the keys documented in README.md. Kept separate from the CLI so the
 tests can compare the JSON with `ss` without spawning a process.
+
+:func:`socket_to_json` is the definition of the format; :func:`write_json` writes the very
+same bytes (``json.dump(..., separators=(",", ":"))``, ASCII) without building a dict per
+socket: at 100,000 sockets the dicts plus ``json.dump``'s pure-Python streaming encoder took
+~3.5 s, the encoder below ~0.5 s. It writes in large chunks, so an unbuffered stdout
+(``PYTHONUNBUFFERED=1``) costs a few hundred ``write`` calls, not one per token (11.6 million
+of them measured, 10 s of system time).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from json.encoder import encode_basestring_ascii
+from typing import Any, BinaryIO
 
-from netdash.model import Socket, SocketSample
+from netdash.model import Owner, Socket, SocketSample
+
+CHUNK_SOCKETS = 2000  # sockets per write: ~900 KB, few syscalls and little memory
 
 
 def socket_to_json(sock: Socket, sample: SocketSample) -> dict[str, Any]:
@@ -48,3 +59,83 @@ def socket_to_json(sock: Socket, sample: SocketSample) -> dict[str, Any]:
 
 def sample_to_json(sample: SocketSample, *, unix: bool = True) -> list[dict[str, Any]]:
     return [socket_to_json(sock, sample) for sock in sample.sockets if unix or sock.proto != "unix"]
+
+
+def write_json(sample: SocketSample, out: BinaryIO, *, unix: bool = True) -> None:
+    """Write ``sample`` as the JSON array of :func:`sample_to_json`, byte for byte as
+    ``json.dump(..., separators=(",", ":"))`` writes it, plus a final newline."""
+    encoder = _Encoder(sample)
+    sockets = [s for s in sample.sockets if unix or s.proto != "unix"]
+    out.write(b"[")
+    for start in range(0, len(sockets), CHUNK_SOCKETS):
+        text = ",".join(encoder.encode(sockets[start : start + CHUNK_SOCKETS]))
+        out.write((text if start == 0 else "," + text).encode("ascii"))
+    out.write(b"]\n")
+
+
+class _Encoder:
+    """Encodes sockets the way ``json`` does: strings through the same ASCII escaper, ints by
+    ``int.__repr__``, floats by ``float.__repr__`` (rtt is always finite), None as null."""
+
+    def __init__(self, sample: SocketSample) -> None:
+        self._owners = sample.owners
+        self._complete = sample.owners_complete
+        self._text: dict[str | None, str] = {None: "null"}  # protos, states, addresses, names
+
+    def text(self, value: str | None) -> str:
+        encoded = self._text.get(value)
+        if encoded is None:
+            encoded = self._text[value] = encode_basestring_ascii(value)  # type: ignore[arg-type]
+            if len(self._text) > 200_000:
+                self._text = {None: "null"}
+        return encoded
+
+    def owners(self, owners: Iterable[Owner]) -> tuple[str, str, str]:
+        """(pid, process, owners list) for a socket with owners, sorted as ``socket_to_json``."""
+        listed = sorted((o.pid, o.comm, o.fd) for o in owners)
+        text = self.text
+        items = ",".join(f'{{"pid":{p},"process":{text(c)},"fd":{f}}}' for p, c, f in listed)
+        return str(listed[0][0]), text(listed[0][1]), f"[{items}]"
+
+    def encode(self, sockets: Iterable[Socket]) -> list[str]:
+        text, owners_map, complete = self.text, self._owners, self._complete
+        parts = []
+        for s in sockets:
+            inode = s.inode
+            owners = owners_map.get(inode) if inode else None
+            if owners:
+                pid, process, listed = self.owners(owners)
+            else:
+                pid = process = "null"
+                listed = "null" if inode and not complete else "[]"
+            info = s.tcp
+            if info is None:
+                tail = _NO_TCP
+            else:
+                tail = (
+                    f'"rtt_ms":{info.rtt_us / 1000.0!r},"rttvar_ms":{info.rttvar_us / 1000.0!r},'
+                    f'"retrans":{info.total_retrans},"cwnd":{info.snd_cwnd},'
+                    f'"ssthresh":{info.snd_ssthresh},"mss":{info.snd_mss},'
+                    f'"bytes_acked":{_number(info.bytes_acked)},'
+                    f'"bytes_received":{_number(info.bytes_received)}}}'
+                )
+            parts.append(
+                f'{{"proto":{text(s.proto)},"family":{text(s.family)},'
+                f'"type":{text(s.sock_type)},"state":{text(s.state)},'
+                f'"local_addr":{text(s.local_addr)},"local_port":{_number(s.local_port)},'
+                f'"remote_addr":{text(s.remote_addr)},"remote_port":{_number(s.remote_port)},'
+                f'"interface":{text(s.interface)},"peer_inode":{_number(s.peer_inode)},'
+                f'"recv_q":{s.recv_q},"send_q":{s.send_q},"inode":{inode},'
+                f'"uid":{_number(s.uid)},"pid":{pid},"process":{process},"owners":{listed},{tail}'
+            )
+        return parts
+
+
+_NO_TCP = (
+    '"rtt_ms":null,"rttvar_ms":null,"retrans":null,"cwnd":null,"ssthresh":null,"mss":null,'
+    '"bytes_acked":null,"bytes_received":null}'
+)
+
+
+def _number(value: int | None) -> str:
+    return "null" if value is None else repr(value)
