@@ -8,10 +8,13 @@ for socket, and with what the test itself knows (inodes from fstat, ports from g
 
 from __future__ import annotations
 
+import copy
 import ctypes
+import dataclasses
 import errno
 import gc
 import os
+import pickle
 import re
 import socket
 import struct
@@ -34,7 +37,16 @@ from netdash.sources.sockets import (
     SocketReader,
     gc_paused,
 )
-from netdash.sources.tcpinfo import AttrLayout, fast_constructor, parse_meminfo, parse_tcp_info
+from netdash.sources.tcpinfo import (
+    HEAD_END,
+    TAIL_START,
+    AttrLayout,
+    PackedTcpInfo,
+    fast_constructor,
+    packed_tcp_info,
+    parse_meminfo,
+    parse_tcp_info,
+)
 
 NOBODY = 65534
 TCP_INFO = 11  # netinet/tcp.h
@@ -428,6 +440,30 @@ def test_unchanged_sockets_are_reused_and_changed_ones_reparsed(lab: Lab) -> Non
     assert b[lab.inode("listen")] is not a[lab.inode("listen")]
 
 
+def test_a_running_timer_gets_a_fresh_record_that_shares_the_rest(lab: Lab) -> None:
+    """The keepalive countdown changes every read: a new Socket and Timer, same tcp_info."""
+    with SocketReader(lab.target) as reader:
+        first = {s.inode: s for s in reader.read().sockets if s.inode}
+        time.sleep(0.05)
+        second = {s.inode: s for s in reader.read().sockets if s.inode}
+    before, after = first[lab.inode("est_client")], second[lab.inode("est_client")]
+    assert before.timer is not None and after.timer is not None
+    assert after is not before and after.timer.name == "keepalive"
+    assert 0 < after.timer.expires_ms < before.timer.expires_ms
+    assert after.tcp is before.tcp and after.mem is before.mem
+    assert after == dataclasses.replace(before, timer=after.timer)
+
+
+def test_equal_socket_memory_readings_share_one_record(lab: Lab) -> None:
+    with SocketReader(lab.target) as reader:
+        sockets = [s for s in reader.read().sockets if s.mem is not None]
+    by_value: dict[object, set[int]] = {}
+    for sock in sockets:
+        by_value.setdefault(sock.mem, set()).add(id(sock.mem))
+    assert all(len(ids) == 1 for ids in by_value.values())
+    assert len(by_value) < len(sockets)
+
+
 def test_a_refused_dump_raises_a_typed_error_and_the_socket_keeps_working(lab: Lab) -> None:
     with entered(lab.target):
         diag = SockDiag()
@@ -466,6 +502,35 @@ def test_tcp_info_tolerates_shorter_and_longer_structs() -> None:
     assert parse_tcp_info(raw[:100]) is None
     assert parse_meminfo(bytes(32)).drops is None  # type: ignore[union-attr]
     assert parse_meminfo(bytes(16)) is None
+
+
+def test_packed_tcp_info_reads_what_the_parser_reads_and_acts_as_a_tcp_info() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    with server, socket.create_connection(server.getsockname()) as client:
+        peer, _ = server.accept()
+        with peer:
+            client.sendall(b"z" * 3000)
+            peer.recv(3000)
+            raw = client.getsockopt(socket.IPPROTO_TCP, TCP_INFO, 512)
+    eager = parse_tcp_info(raw)
+    assert eager is not None and eager.bytes_acked and eager.bytes_acked > 3000
+    packed = packed_tcp_info(b"prefix" + raw[:HEAD_END], 6, raw[TAIL_START:])
+    assert isinstance(packed, TcpInfo) and isinstance(packed, PackedTcpInfo)
+    assert dataclasses.asdict(packed) == dataclasses.asdict(eager)  # every field, by name
+    assert packed == eager and eager == packed and hash(packed) == hash(eager)
+    assert repr(packed) == repr(eager) and packed.rtt_ms == eager.rtt_ms
+    for plain in (copy.copy(packed), pickle.loads(pickle.dumps(packed))):
+        assert type(plain) is TcpInfo and plain == eager
+    changed = dataclasses.replace(packed, rtt_us=1)
+    assert type(changed) is TcpInfo and changed.rtt_us == 1 and changed != packed
+    moved = bytearray(raw)
+    moved[120] ^= 1  # tcpi_bytes_acked
+    other = packed_tcp_info(raw[:HEAD_END], 0, bytes(moved[TAIL_START:]))
+    assert other != packed and other.bytes_acked != packed.bytes_acked
+    same = packed_tcp_info(raw[:HEAD_END], 0, raw[TAIL_START:])
+    assert same == packed and same is not packed
+    with pytest.raises(AttributeError):
+        packed.rtt_us = 5  # type: ignore[misc]
 
 
 def test_fast_constructor_builds_the_same_record() -> None:
