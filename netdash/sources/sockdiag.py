@@ -105,9 +105,11 @@ _UDP_STATE_NAMES = tuple(DATAGRAM_STATES.get(n, _TCP_STATE_NAMES[n]) for n in ra
 _FAMILY_NAMES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
 
 
-#: What a socket's previous reading left for the next one: (message length, head, tail, tail
-#: offset in the message, record). See SockDiag._build_inet.
-_Entry = tuple[int, bytes, bytes, int, Socket]
+#: What a socket's previous reading left for the next one: (head, tail, tail offset in the
+#: message, check, record). ``check`` is the idiag_expires the record holds (inet: a running
+#: timer's countdown is compared apart, see _retimed), or the message length (UNIX, whose head
+#: is the whole message). See SockDiag._build_inet.
+_Entry = tuple[bytes, bytes, int, int, Socket]
 
 
 class SockDiagFailed(SourceUnavailable):
@@ -138,6 +140,7 @@ class SockDiag:
         self._next_cache: dict[int, _Entry] = {}
         self._mems: dict[bytes, MemInfo | None] = {}
         self._ports: dict[int, int] = {}
+        self._details: bool | None = None  # of the last inet dump
         self._addr_text: dict[int, dict[bytes, str]] = {socket.AF_INET: {}, socket.AF_INET6: {}}
         self._layout = AttrLayout()
         self._ifnames: dict[int, str] = {}
@@ -184,8 +187,13 @@ class SockDiag:
     def dump_inet(self, proto: int, family: int, *, details: bool) -> list[Socket]:
         """All sockets of one protocol (IPPROTO_TCP/UDP) and family, in every state.
 
-        ``details`` asks for tcp_info and socket memory (it about doubles the time).
+        ``details`` asks for tcp_info and socket memory (it about doubles the time). Turning it
+        on or off forgets the kept records: a record compares only the bytes it was built
+        from, and one built without tcp_info would otherwise match a message that has it.
         """
+        if details != self._details:
+            self._details = details
+            self._cache.clear()
         ext = (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_SKMEMINFO - 1)) if details else 0
         seq = self._next_seq()
         request = _INET_REQUEST.pack(
@@ -208,7 +216,8 @@ class SockDiag:
         socket costs one unpack, one dict lookup and two ``startswith`` (memcmp) calls.
         """
         view, buf, keep = self._view, self._buf, self._reuse
-        cache_get, next_cache, same = self._cache.get, self._next_cache, buf.startswith
+        cache_get = self._cache.get if keep else {}.get
+        next_cache, same = self._next_cache, buf.startswith
         header, build, append = _INET_HEAD.unpack_from, self._build_inet, out.append
         want_info = details and proto == "tcp"
         names = _TCP_STATE_NAMES if proto == "tcp" else _UDP_STATE_NAMES
@@ -222,19 +231,20 @@ class SockDiag:
                 continue
             if expires:  # a running timer counts down on every read: compared without it
                 buf[off + _EXPIRES_AT : off + _EXPIRES_AT + 4] = _ZERO4
-            entry = cache_get(cookie) if keep else None
-            if (
-                entry is None
-                or entry[0] != length
-                or not same(entry[1], off + NLMSG_HEADER)
-                or not same(entry[2], off + entry[3])
-            ):
-                entry = build(off, length, proto, names, details and length > INET_MSG_END,
-                              want_info, expires)  # fmt: skip
-            else:
-                timer = entry[4].timer
-                if timer is not None and timer.expires_ms != expires:
-                    entry = _retimed(entry, expires)
+            entry = cache_get(cookie)
+            if entry is not None:
+                head, tail, tail_at, was, sock = entry
+                if same(head, off + NLMSG_HEADER) and same(tail, off + tail_at):
+                    if was != expires:
+                        entry = _retimed(entry, expires)
+                        sock = entry[4]
+                    if keep:
+                        next_cache[cookie] = entry
+                    append(sock)
+                    off += (length + 3) & ~3
+                    continue
+            entry = build(off, length, proto, names, details and length > INET_MSG_END,
+                          want_info, expires)  # fmt: skip
             if keep:
                 next_cache[cookie] = entry
             append(entry[4])
@@ -272,13 +282,8 @@ class SockDiag:
                 tcp = parse_tcp_info(view[info_start:info_end])
             head = bytes(view[base : max(info_end, mem_end, off + INET_MSG_END)])
         mem = self._meminfo(view[mem_start:mem_end]) if mem_start else None
-        return (
-            length,
-            head,
-            tail,
-            tail_at,
-            self._inet_socket(off, proto, names, tcp, mem, expires),
-        )
+        sock = self._inet_socket(off, proto, names, tcp, mem, expires)
+        return (head, tail, tail_at, expires, sock)
 
     def _inet_socket(
         self, off: int, proto: str, names: tuple[str, ...], tcp: TcpInfo | None,
@@ -383,9 +388,9 @@ class SockDiag:
                     return True
             else:
                 entry = cache_get(cookie) if keep else None
-                if entry is None or entry[0] != length or not same(entry[1], off + NLMSG_HEADER):
+                if entry is None or entry[3] != length or not same(entry[0], off + NLMSG_HEADER):
                     head = bytes(view[off + NLMSG_HEADER : off + length]) if keep else b""
-                    entry = (length, head, b"", 0, self._unix_socket(off, length))
+                    entry = (head, b"", 0, length, self._unix_socket(off, length))
                 if keep:
                     next_cache[cookie] = entry
                 append(entry[4])
@@ -464,7 +469,7 @@ def _retimed(entry: _Entry, expires: int) -> _Entry:
         old.sock_type, old.peer_inode, old.cookie, _make_timer(timer.name, expires, timer.retrans),
         old.tcp, old.mem,
     )  # fmt: skip
-    return (entry[0], entry[1], entry[2], entry[3], sock)
+    return (entry[0], entry[1], entry[2], expires, sock)
 
 
 def _check_control(
