@@ -454,6 +454,18 @@ def test_a_running_timer_gets_a_fresh_record_that_shares_the_rest(lab: Lab) -> N
     assert after == dataclasses.replace(before, timer=after.timer)
 
 
+def test_turning_tcp_info_on_gives_records_with_it(lab: Lab) -> None:
+    """A record kept from a read without tcp_info must not stand for a socket read with it."""
+    with SocketReader(lab.target) as reader:
+        bare = {s.inode: s for s in reader.read(tcp_info=False).sockets if s.inode}
+        full = {s.inode: s for s in reader.read(tcp_info=True).sockets if s.inode}
+        again = {s.inode: s for s in reader.read(tcp_info=False).sockets if s.inode}
+    listen = lab.inode("listen")
+    assert bare[listen].tcp is None and bare[listen].mem is None
+    assert full[listen].tcp is not None and full[listen].mem is not None
+    assert again[listen].tcp is None
+
+
 def test_equal_socket_memory_readings_share_one_record(lab: Lab) -> None:
     with SocketReader(lab.target) as reader:
         sockets = [s for s in reader.read().sockets if s.mem is not None]

@@ -17,9 +17,7 @@ also all a record holds of tcp_info (:class:`~netdash.sources.tcpinfo.PackedTcpI
 
 from __future__ import annotations
 
-import errno
 import fcntl
-import os
 import socket
 import struct
 from collections.abc import Callable
@@ -33,7 +31,14 @@ from netdash.model import (
     TcpInfo,
     Timer,
 )
-from netdash.sources.errors import PermissionNeeded, SourceUnavailable
+from netdash.sources.netlink import (  # SockDiagFailed: this module's error, re-exported
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    SOCK_DIAG_BY_FAMILY,
+    NetlinkDump,
+    SockDiagFailed,
+    check_control,
+)
 from netdash.sources.tcpinfo import (
     HEAD_END,
     INET_DIAG_INFO,
@@ -51,11 +56,8 @@ from netdash.sources.tcpinfo import (
 )
 from netdash.textsafe import decode
 
-NETLINK_SOCK_DIAG = 4  # linux/netlink.h
-SOCK_DIAG_BY_FAMILY = 20  # linux/sock_diag.h
-NLM_F_REQUEST = 0x1
-NLM_F_DUMP = 0x300  # NLM_F_ROOT | NLM_F_MATCH
-NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE, NLMSG_OVERRUN = 1, 2, 3, 4
+__all__ = ["SockDiag", "SockDiagFailed", "unix_name"]
+
 SIOCGIFNAME = 0x8910  # linux/sockios.h: ifindex -> name, in the namespace of the fd's socket
 
 ALL_STATES = 0xFFFFFFFF
@@ -80,7 +82,6 @@ _UNIX_MSG = struct.Struct("=IHHII BBBx I II")
 _UNIX_MSG_END = _UNIX_MSG.size  # 32
 _NLMSGHDR = struct.Struct("=IHHII")
 _NLMSGHDR12 = struct.Struct("=IHHI")  # without nlmsg_pid
-_S32 = struct.Struct("=i")
 _U32 = struct.Struct("=I")
 _U32X2 = struct.Struct("=II")
 
@@ -96,7 +97,6 @@ _ZERO_VOLATILE = bytes(TAIL_START - HEAD_END)
 _NO_SPANS = (0, 0, 0, 0)
 _MEMINFO_KEPT = 65_536  # distinct socket-memory readings shared between records
 _ntohs = socket.ntohs
-_RECV_BUFFER = 1 << 20  # the kernel fills at most ~32 KiB per recv; the slack keeps unpack safe
 
 _make_socket = fast_constructor(Socket)
 _make_timer = fast_constructor(Timer)
@@ -112,30 +112,13 @@ _FAMILY_NAMES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
 _Entry = tuple[bytes, bytes, int, int, Socket]
 
 
-class SockDiagFailed(SourceUnavailable):
-    """The kernel refused or broke off a dump; ``errno`` says why (ENOENT: no such module)."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.errno = code
-
-
-class SockDiag:
+class SockDiag(NetlinkDump):
     """One ``NETLINK_SOCK_DIAG`` socket; it lists the sockets of the namespace it was opened in."""
 
     def __init__(self, *, reuse_unchanged: bool = True) -> None:
-        try:
-            self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
-        except OSError as err:
-            raise SockDiagFailed(
-                f"sock_diag netlink is not available here: {err.strerror}", err.errno or 0
-            ) from err
-        self._sock.bind((0, 0))
-        self._buf = bytearray(_RECV_BUFFER)
-        self._view = memoryview(self._buf)
-        self._seq = 0
+        super().__init__()
         self._reuse = reuse_unchanged
-        # cookie -> (message length, head bytes, tail bytes, tail offset, record): see _parse_inet.
+        # cookie -> (head, tail, tail offset, check, record): see _Entry and _parse_inet.
         self._cache: dict[int, _Entry] = {}
         self._next_cache: dict[int, _Entry] = {}
         self._mems: dict[bytes, MemInfo | None] = {}
@@ -145,10 +128,6 @@ class SockDiag:
         self._layout = AttrLayout()
         self._ifnames: dict[int, str] = {}
         self._sampling = False
-
-    def close(self) -> None:
-        self._view.release()
-        self._sock.close()
 
     def begin(self) -> None:
         """Start a sample of several dumps: records of the previous sample can be reused until
@@ -225,7 +204,7 @@ class SockDiag:
         while off < end:
             length, mtype, _, mseq, cookie, expires = header(view, off)
             if mtype != SOCK_DIAG_BY_FAMILY or mseq != seq or length < INET_MSG_END:
-                if _check_control(view, off, length, mtype, mseq, seq):
+                if check_control(view, off, length, mtype, mseq, seq):
                     return True
                 off += (length + 3) & ~3
                 continue
@@ -384,7 +363,7 @@ class SockDiag:
         while off < end:
             length, mtype, _, mseq, cookie = header(view, off)
             if mtype != SOCK_DIAG_BY_FAMILY or mseq != seq or length < _UNIX_MSG_END:
-                if _check_control(view, off, length, mtype, mseq, seq):
+                if check_control(view, off, length, mtype, mseq, seq):
                     return True
             else:
                 entry = cache_get(cookie) if keep else None
@@ -424,33 +403,6 @@ class SockDiag:
             cookie_lo | (cookie_hi << 32), None, None, None,
         )  # fmt: skip
 
-    # ------------------------------------------------------------------------- transport
-
-    def _next_seq(self) -> int:
-        self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
-        return self._seq
-
-    def _dump(self, request: bytes, seq: int, parse: Callable[[int], bool]) -> None:
-        """Send one dump request; hand each reply buffer (``self._view[:n]``) to ``parse``
-        until it reports NLMSG_DONE."""
-        try:
-            self._sock.sendto(request, (0, 0))
-            while not parse(self._sock.recv_into(self._buf)):
-                pass
-        except OSError as err:
-            self._drain()
-            raise SockDiagFailed(f"sock_diag dump failed: {err.strerror}", err.errno or 0) from err
-        except BaseException:
-            self._drain()  # a dump left half-read would make the next request fail with EBUSY
-            raise
-
-    def _drain(self) -> None:
-        try:
-            while self._sock.recv_into(self._buf, 0, socket.MSG_DONTWAIT):
-                pass
-        except OSError:
-            pass
-
 
 def _retimed(entry: _Entry, expires: int) -> _Entry:
     """The same record with its timer's countdown brought up to date.
@@ -470,38 +422,6 @@ def _retimed(entry: _Entry, expires: int) -> _Entry:
         old.tcp, old.mem,
     )  # fmt: skip
     return (entry[0], entry[1], entry[2], expires, sock)
-
-
-def _check_control(
-    view: memoryview, off: int, length: int, mtype: int, mseq: int, seq: int
-) -> bool:
-    """Handle a message that is not a socket: True at the end of our dump, raise on an error
-    for our request, ignore anything left over from an earlier, abandoned dump."""
-    if length < NLMSG_HEADER:
-        raise SockDiagFailed("sock_diag: malformed netlink message", errno.EBADMSG)
-    if mseq != seq:
-        return False
-    if mtype == NLMSG_DONE:
-        _raise_if_error(view, off, length, "the dump ended with an error")
-        return True
-    if mtype == NLMSG_ERROR:
-        _raise_if_error(view, off, length, "the kernel refused the request")
-        return True  # an ACK (error 0) ends the exchange as well
-    if mtype == NLMSG_OVERRUN:
-        raise SockDiagFailed("sock_diag: data lost (NLMSG_OVERRUN)", errno.ENOBUFS)
-    return False
-
-
-def _raise_if_error(view: memoryview, off: int, length: int, what: str) -> None:
-    if length < NLMSG_HEADER + 4:
-        return
-    code = -_S32.unpack_from(view, off + NLMSG_HEADER)[0]
-    if code <= 0:
-        return
-    text = f"sock_diag: {what}: {os.strerror(code)} ({errno.errorcode.get(code, code)})"
-    if code in (errno.EPERM, errno.EACCES):
-        raise PermissionNeeded(text)
-    raise SockDiagFailed(text, code)
 
 
 def unix_name(raw: bytes) -> str | None:

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from netdash.model import MemInfo, TcpInfo
+from netdash.sources.netlink import NLMSG_HEADER
 
 T = TypeVar("T")
 
-NLMSG_HEADER = 16  # sizeof(struct nlmsghdr), linux/netlink.h
 INET_MSG_END = NLMSG_HEADER + 72  # + sizeof(struct inet_diag_msg): attributes start here
 _IDIAG_STATE = NLMSG_HEADER + 1  # inet_diag_msg.idiag_state; tcp_info starts with tcpi_state
 NLATTR = struct.Struct("=HH")  # struct nlattr: nla_len, nla_type
