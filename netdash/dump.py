@@ -13,7 +13,7 @@ of them measured, 10 s of system time).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any, BinaryIO
 
@@ -64,22 +64,42 @@ def sample_to_json(sample: SocketSample, *, unix: bool = True) -> list[dict[str,
 def write_json(sample: SocketSample, out: BinaryIO, *, unix: bool = True) -> None:
     """Write ``sample`` as the JSON array of :func:`sample_to_json`, byte for byte as
     ``json.dump(..., separators=(",", ":"))`` writes it, plus a final newline."""
-    encoder = _Encoder(sample)
     sockets = [s for s in sample.sockets if unix or s.proto != "unix"]
-    out.write(b"[")
-    for start in range(0, len(sockets), CHUNK_SOCKETS):
-        text = ",".join(encoder.encode(sockets[start : start + CHUNK_SOCKETS]))
-        out.write((text if start == 0 else "," + text).encode("ascii"))
-    out.write(b"]\n")
+    chunks = (sockets[i : i + CHUNK_SOCKETS] for i in range(0, len(sockets), CHUNK_SOCKETS))
+    write_batches(chunks, sample.owners, sample.owners_complete, out)
+
+
+def write_batches(
+    batches: Iterable[Sequence[Socket]],
+    owners: Mapping[int, tuple[Owner, ...]],
+    owners_complete: bool,
+    out: BinaryIO,
+) -> None:
+    """:func:`write_json` for sockets that arrive in batches (``SocketReader.iter_read``):
+    each is encoded and written (by ~CHUNK_SOCKETS) as it comes, so the table is never whole
+    in memory. Nothing is written before the first batch: a source that fails at once leaves
+    stdout empty."""
+    encoder = _Encoder(owners, owners_complete)
+    pending: list[str] = []
+    opening = "["  # before the first chunk; a comma before every later one
+    for batch in batches:
+        pending += encoder.encode(batch)
+        if len(pending) >= CHUNK_SOCKETS:
+            out.write((opening + ",".join(pending)).encode("ascii"))
+            opening, pending = ",", []
+    if pending:
+        out.write((opening + ",".join(pending) + "]\n").encode("ascii"))
+    else:
+        out.write(b"[]\n" if opening == "[" else b"]\n")
 
 
 class _Encoder:
     """Encodes sockets the way ``json`` does: strings through the same ASCII escaper, ints by
     ``int.__repr__``, floats by ``float.__repr__`` (rtt is always finite), None as null."""
 
-    def __init__(self, sample: SocketSample) -> None:
-        self._owners = sample.owners
-        self._complete = sample.owners_complete
+    def __init__(self, owners: Mapping[int, tuple[Owner, ...]], complete: bool) -> None:
+        self._owners = owners
+        self._complete = complete
         self._text: dict[str | None, str] = {None: "null"}  # protos, states, addresses, names
 
     def text(self, value: str | None) -> str:

@@ -120,3 +120,24 @@ def test_write_json_of_nothing_is_an_empty_array() -> None:
     out = io.BytesIO()
     dump.write_json(SocketSample(()), out)
     assert out.getvalue() == b"[]\n"
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 2000])
+def test_write_batches_matches_write_json_whatever_the_batches(monkeypatch, chunk) -> None:
+    monkeypatch.setattr(dump, "CHUNK_SOCKETS", chunk)
+    sample = _sample(True)
+    socks = list(sample.sockets)
+    out = io.BytesIO()
+    dump.write_batches([socks[:3], [], socks[3:4], socks[4:]], sample.owners, True, out)
+    assert out.getvalue() == _expected(sample, True)
+
+
+def test_a_source_failing_before_its_first_batch_leaves_the_output_empty() -> None:
+    def failing():
+        raise RuntimeError("no sockets for you")
+        yield []  # pragma: no cover
+
+    out = io.BytesIO()
+    with pytest.raises(RuntimeError):
+        dump.write_batches(failing(), {}, True, out)
+    assert out.getvalue() == b""

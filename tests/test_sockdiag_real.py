@@ -399,15 +399,17 @@ def test_proc_fallback_lists_the_same_sockets_and_says_what_is_missing(lab: Lab)
 def test_fallback_when_sock_diag_fails_for_one_protocol(lab: Lab, monkeypatch) -> None:
     """A kernel without udp_diag answers ENOENT: UDP comes from /proc/net from then on."""
     calls = []
-    real_dump = SockDiag.dump_inet
+    real_dump = SockDiag.iter_inet
 
-    def no_udp_diag(self: SockDiag, proto: int, family: int, *, details: bool) -> list[Socket]:
+    def no_udp_diag(
+        self: SockDiag, proto: int, family: int, *, details: bool
+    ) -> Iterator[list[Socket]]:
         calls.append(proto)
         if proto == socket.IPPROTO_UDP:
             raise SockDiagFailed("sock_diag: no udp_diag here", errno.ENOENT)
         return real_dump(self, proto, family, details=details)
 
-    monkeypatch.setattr(SockDiag, "dump_inet", no_udp_diag)
+    monkeypatch.setattr(SockDiag, "iter_inet", no_udp_diag)
     with SocketReader(lab.target) as reader:
         first = reader.read(tcp_info=False)
         second = reader.read(tcp_info=False)

@@ -10,7 +10,7 @@ import errno
 import os
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Iterator
 
 from netdash.sources.errors import PermissionNeeded, SourceUnavailable
 
@@ -55,19 +55,22 @@ class NetlinkDump:
         self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
         return self._seq
 
-    def _dump(self, request: bytes, seq: int, parse: Callable[[int], bool]) -> None:
-        """Send one dump request; hand each reply buffer (``self._view[:n]``) to ``parse``
-        until it reports NLMSG_DONE."""
+    def _replies(self, request: bytes) -> Iterator[int]:
+        """Send one dump request and yield the size of each reply as it lands in the buffer:
+        the caller parses ``self._view[:n]`` before asking for the next, and stops at
+        NLMSG_DONE. However it stops (done, failed, abandoned), what the kernel still holds for
+        us is drained: a dump left half-read would make the next request fail with EBUSY."""
         try:
-            self._sock.sendto(request, (0, 0))
-            while not parse(self._sock.recv_into(self._buf)):
-                pass
-        except OSError as err:
+            try:
+                self._sock.sendto(request, (0, 0))
+                while True:
+                    yield self._sock.recv_into(self._buf)
+            except OSError as err:
+                raise SockDiagFailed(
+                    f"sock_diag dump failed: {err.strerror}", err.errno or 0
+                ) from err
+        finally:
             self._drain()
-            raise SockDiagFailed(f"sock_diag dump failed: {err.strerror}", err.errno or 0) from err
-        except BaseException:
-            self._drain()  # a dump left half-read would make the next request fail with EBUSY
-            raise
 
     def _drain(self) -> None:
         try:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import fcntl
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from netdash.model import (
     DATAGRAM_STATES,
@@ -151,15 +151,25 @@ class SockDiag(NetlinkDump):
         if any(self.interface_name(index) != name for index, name in known.items()):
             self._cache.clear()
 
-    def _run(self, request: bytes, seq: int, parse: Callable[[int], bool]) -> None:
-        if self._sampling:
-            self._dump(request, seq, parse)
-            return
-        self.begin()
+    def _batches(
+        self, request: bytes, parse: Callable[[int, list[Socket]], bool]
+    ) -> Iterator[list[Socket]]:
+        """Run one dump; yield the sockets of each reply buffer as it arrives. A dump outside
+        begin/end is a sample of its own."""
+        own = not self._sampling
+        if own:
+            self.begin()
         try:
-            self._dump(request, seq, parse)
+            for end in self._replies(request):
+                out: list[Socket] = []
+                done = parse(end, out)
+                if out:
+                    yield out
+                if done:
+                    return
         finally:
-            self.end()
+            if own:
+                self.end()
 
     # ------------------------------------------------------------------------------ inet
 
@@ -170,6 +180,14 @@ class SockDiag(NetlinkDump):
         on or off forgets the kept records: a record compares only the bytes it was built
         from, and one built without tcp_info would otherwise match a message that has it.
         """
+        out: list[Socket] = []
+        for batch in self.iter_inet(proto, family, details=details):
+            out += batch
+        return out
+
+    def iter_inet(self, proto: int, family: int, *, details: bool) -> Iterator[list[Socket]]:
+        """:meth:`dump_inet` one reply buffer at a time (~70 sockets with tcp_info): a caller
+        that writes each batch out and drops it never holds the whole table."""
         if details != self._details:
             self._details = details
             self._cache.clear()
@@ -179,14 +197,10 @@ class SockDiag(NetlinkDump):
             _INET_REQUEST.size, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0,
             family, proto, ext, ALL_STATES,
         )  # fmt: skip
-        tcp = proto == socket.IPPROTO_TCP
-        out: list[Socket] = []
-
-        def parse(end: int) -> bool:
-            return self._parse_inet(end, seq, "tcp" if tcp else "udp", details, out)
-
-        self._run(request, seq, parse)
-        return out
+        name = "tcp" if proto == socket.IPPROTO_TCP else "udp"
+        return self._batches(
+            request, lambda end, out: self._parse_inet(end, seq, name, details, out)
+        )
 
     def _parse_inet(self, end: int, seq: int, proto: str, details: bool, out: list[Socket]) -> bool:
         """Parse one reply buffer into ``out``; True once the dump is complete.
@@ -343,15 +357,20 @@ class SockDiag(NetlinkDump):
 
     def dump_unix(self) -> list[Socket]:
         """All UNIX sockets of the namespace with name, peer, queues and owner uid."""
+        out: list[Socket] = []
+        for batch in self.iter_unix():
+            out += batch
+        return out
+
+    def iter_unix(self) -> Iterator[list[Socket]]:
+        """:meth:`dump_unix` one reply buffer at a time."""
         seq = self._next_seq()
         show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_UID
         request = _UNIX_REQUEST.pack(
             _UNIX_REQUEST.size, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0,
             socket.AF_UNIX, 0, ALL_STATES, 0, show, 0, 0,
         )  # fmt: skip
-        out: list[Socket] = []
-        self._run(request, seq, lambda end: self._parse_unix(end, seq, out))
-        return out
+        return self._batches(request, lambda end, out: self._parse_unix(end, seq, out))
 
     def _parse_unix(self, end: int, seq: int, out: list[Socket]) -> bool:
         """Parse one reply buffer into ``out``; True once the dump is complete. A record is

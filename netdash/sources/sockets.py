@@ -136,17 +136,31 @@ class SocketReader:
         gaps.extend(_fallback_gaps(proto, tcp_info))
         return self._read_proc(proto), PROC_NET
 
+    def iter_read(self, *, tcp_info: bool = True, unix: bool = True) -> Iterator[list[Socket]]:
+        """:meth:`read` in batches as the kernel sends them, for a caller that writes each out
+        and drops it (``netdash dump``: the table is never whole in memory). The same sources
+        and fallbacks, except that a dump the kernel breaks off after its first batch raises
+        :class:`SourceUnavailable`: the batches already handed out cannot be taken back."""
+        for proto in PROTOCOLS if unix else PROTOCOLS[:2]:
+            if proto not in self._proc_only and self._diag is not None:
+                started = False
+                try:
+                    for batch in _diag_batches(self._diag, proto, tcp_info):
+                        started = True
+                        yield batch
+                    continue
+                except SourceError as err:
+                    if started:
+                        raise SourceUnavailable(f"{proto} sockets, part way: {err}") from err
+                    if getattr(err, "errno", None) in _PERMANENT:
+                        self._proc_only[proto] = str(err)
+            yield self._read_proc(proto)
+
     @staticmethod
     def _read_diag(diag: SockDiag, proto: str, tcp_info: bool) -> list[Socket]:
-        if proto == "unix":
-            return diag.dump_unix()
-        number = socket.IPPROTO_TCP if proto == "tcp" else socket.IPPROTO_UDP
-        found = diag.dump_inet(number, socket.AF_INET, details=tcp_info)
-        try:
-            found += diag.dump_inet(number, socket.AF_INET6, details=tcp_info)
-        except SockDiagFailed as err:
-            if err.errno not in (errno.EAFNOSUPPORT, errno.ENOENT):
-                raise  # a kernel without IPv6 has no IPv6 sockets: nothing is missing
+        found: list[Socket] = []
+        for batch in _diag_batches(diag, proto, tcp_info):
+            found += batch
         return found
 
     def _read_proc(self, proto: str) -> list[Socket]:
@@ -183,6 +197,20 @@ def gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _diag_batches(diag: SockDiag, proto: str, tcp_info: bool) -> Iterator[list[Socket]]:
+    """One protocol's sockets from sock_diag, IPv4 then IPv6, batch by batch."""
+    if proto == "unix":
+        yield from diag.iter_unix()
+        return
+    number = socket.IPPROTO_TCP if proto == "tcp" else socket.IPPROTO_UDP
+    yield from diag.iter_inet(number, socket.AF_INET, details=tcp_info)
+    try:
+        yield from diag.iter_inet(number, socket.AF_INET6, details=tcp_info)
+    except SockDiagFailed as err:
+        if err.errno not in (errno.EAFNOSUPPORT, errno.ENOENT):
+            raise  # a kernel without IPv6 has no IPv6 sockets: nothing is missing
 
 
 def _fallback_gaps(proto: str, tcp_info: bool) -> list[str]:
