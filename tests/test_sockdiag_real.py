@@ -28,6 +28,7 @@ import pytest
 
 from netdash.model import Socket, TcpInfo
 from netdash.netns import NetnsTarget, entered, resolve_netns
+from netdash.sources import sockdiag
 from netdash.sources.sockdiag import SockDiag, SockDiagFailed
 from netdash.sources.sockets import (
     GAP_BACKLOG,
@@ -476,6 +477,29 @@ def test_equal_socket_memory_readings_share_one_record(lab: Lab) -> None:
         by_value.setdefault(sock.mem, set()).add(id(sock.mem))
     assert all(len(ids) == 1 for ids in by_value.values())
     assert len(by_value) < len(sockets)
+
+
+def test_tcp_of_both_families_in_one_dump_or_two_when_the_kernel_refuses(
+    lab: Lab, monkeypatch
+) -> None:
+    def tcp_keys(diag: SockDiag) -> set[tuple[object, ...]]:
+        batches = diag.iter_both_families(socket.IPPROTO_TCP, details=True)
+        return {(s.family, s.local_addr, s.local_port, s.inode) for b in batches for s in b}
+
+    with entered(lab.target):
+        legacy, refused = SockDiag(), SockDiag()
+    try:
+        one_dump = tcp_keys(legacy)
+        assert legacy._tcp_compat  # Linux 6.x still takes TCPDIAG_GETSOCK (AF_UNSPEC)
+        assert {key[0] for key in one_dump} == {"inet", "inet6"}
+        monkeypatch.setattr(sockdiag, "TCPDIAG_GETSOCK", 21)  # a type sock_diag refuses
+        two_dumps = tcp_keys(refused)
+        assert not refused._tcp_compat
+        assert two_dumps == one_dump
+        assert tcp_keys(refused) == one_dump  # not asked again
+    finally:
+        legacy.close()
+        refused.close()
 
 
 def test_a_refused_dump_raises_a_typed_error_and_the_socket_keeps_working(lab: Lab) -> None:

@@ -17,6 +17,7 @@ also all a record holds of tcp_info (:class:`~netdash.sources.tcpinfo.PackedTcpI
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import socket
 import struct
@@ -70,6 +71,12 @@ UNIX_TYPES = {socket.SOCK_STREAM: "stream", socket.SOCK_DGRAM: "dgram", 5: "seqp
 # struct nlmsghdr (linux/netlink.h) followed by struct inet_diag_req_v2 (linux/inet_diag.h):
 # family, protocol, ext, pad, states, then a zeroed inet_diag_sockid (48 bytes: any socket).
 _INET_REQUEST = struct.Struct("=IHHII BBBx I 48x")
+# The legacy request (linux/inet_diag.h): nlmsghdr of type TCPDIAG_GETSOCK + struct
+# inet_diag_req: family, src_len, dst_len, ext, a zeroed inet_diag_sockid, states, dbs.
+TCPDIAG_GETSOCK = 18
+_TCP_COMPAT_REQUEST = struct.Struct("=IHHII BBBB 48x II")
+# What a kernel without the legacy request answers (net/core/sock_diag.c, inet_diag.c).
+_COMPAT_REFUSED = {errno.EINVAL, errno.ENOENT, errno.EOPNOTSUPP, errno.EPROTONOSUPPORT}
 # nlmsghdr + struct unix_diag_req: family, protocol, pad, states, ino, show, cookie[2].
 _UNIX_REQUEST = struct.Struct("=IHHII BBxx IIIII")
 # struct inet_diag_msg, after the nlmsghdr: family, state, timer, retrans, then inet_diag_sockid
@@ -124,6 +131,7 @@ class SockDiag(NetlinkDump):
         self._mems: dict[bytes, MemInfo | None] = {}
         self._ports: dict[int, int] = {}
         self._details: bool | None = None  # of the last inet dump
+        self._tcp_compat = True  # until the kernel refuses TCPDIAG_GETSOCK
         self._addr_text: dict[int, dict[bytes, str]] = {socket.AF_INET: {}, socket.AF_INET6: {}}
         self._layout = AttrLayout()
         self._ifnames: dict[int, str] = {}
@@ -176,9 +184,7 @@ class SockDiag(NetlinkDump):
     def dump_inet(self, proto: int, family: int, *, details: bool) -> list[Socket]:
         """All sockets of one protocol (IPPROTO_TCP/UDP) and family, in every state.
 
-        ``details`` asks for tcp_info and socket memory (it about doubles the time). Turning it
-        on or off forgets the kept records: a record compares only the bytes it was built
-        from, and one built without tcp_info would otherwise match a message that has it.
+        ``details`` asks for tcp_info and socket memory (it about doubles the time).
         """
         out: list[Socket] = []
         for batch in self.iter_inet(proto, family, details=details):
@@ -188,10 +194,7 @@ class SockDiag(NetlinkDump):
     def iter_inet(self, proto: int, family: int, *, details: bool) -> Iterator[list[Socket]]:
         """:meth:`dump_inet` one reply buffer at a time (~70 sockets with tcp_info): a caller
         that writes each batch out and drops it never holds the whole table."""
-        if details != self._details:
-            self._details = details
-            self._cache.clear()
-        ext = (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_SKMEMINFO - 1)) if details else 0
+        ext = self._extensions(details)
         seq = self._next_seq()
         request = _INET_REQUEST.pack(
             _INET_REQUEST.size, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0,
@@ -199,10 +202,60 @@ class SockDiag(NetlinkDump):
         )  # fmt: skip
         name = "tcp" if proto == socket.IPPROTO_TCP else "udp"
         return self._batches(
-            request, lambda end, out: self._parse_inet(end, seq, name, details, out)
+            request,
+            lambda end, out: self._parse_inet(end, seq, SOCK_DIAG_BY_FAMILY, name, details, out),
         )
 
-    def _parse_inet(self, end: int, seq: int, proto: str, details: bool, out: list[Socket]) -> bool:
+    def iter_both_families(self, proto: int, *, details: bool) -> Iterator[list[Socket]]:
+        """IPv4 then IPv6 sockets of one protocol; TCP in one dump where the kernel allows.
+
+        Each sock_diag dump walks the kernel's whole socket hash, and the IPv6 one still
+        visits every IPv4 socket to skip it (~5.7 ms at 20,000 sockets, a seventh of a read).
+        The legacy ``TCPDIAG_GETSOCK`` request asks with family AF_UNSPEC and gets both in one
+        walk (``inet_diag_dump_compat``); a kernel that refuses it gets two dumps from then on.
+        """
+        if proto == socket.IPPROTO_TCP and self._tcp_compat:
+            started = False
+            try:
+                for batch in self._iter_tcp_compat(details):
+                    started = True
+                    yield batch
+                return
+            except SockDiagFailed as err:
+                if started or err.errno not in _COMPAT_REFUSED:
+                    raise
+                self._tcp_compat = False
+        yield from self.iter_inet(proto, socket.AF_INET, details=details)
+        try:
+            yield from self.iter_inet(proto, socket.AF_INET6, details=details)
+        except SockDiagFailed as err:
+            if err.errno not in (errno.EAFNOSUPPORT, errno.ENOENT):
+                raise  # a kernel without IPv6 has no IPv6 sockets: nothing is missing
+
+    def _iter_tcp_compat(self, details: bool) -> Iterator[list[Socket]]:
+        ext = self._extensions(details)
+        seq = self._next_seq()
+        request = _TCP_COMPAT_REQUEST.pack(
+            _TCP_COMPAT_REQUEST.size, TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0,
+            socket.AF_UNSPEC, 0, 0, ext, ALL_STATES, 0,
+        )  # fmt: skip
+        return self._batches(
+            request,
+            lambda end, out: self._parse_inet(end, seq, TCPDIAG_GETSOCK, "tcp", details, out),
+        )
+
+    def _extensions(self, details: bool) -> int:
+        """idiag_ext for a dump. Turning details on or off forgets the kept records: a record
+        compares only the bytes it was built from, and one built without tcp_info would
+        otherwise match a message that has it."""
+        if details != self._details:
+            self._details = details
+            self._cache.clear()
+        return (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_SKMEMINFO - 1)) if details else 0
+
+    def _parse_inet(
+        self, end: int, seq: int, kind: int, proto: str, details: bool, out: list[Socket]
+    ) -> bool:
         """Parse one reply buffer into ``out``; True once the dump is complete.
 
         The hot loop of the whole source: at 100k sockets every attribute lookup counts. An idle
@@ -217,7 +270,7 @@ class SockDiag(NetlinkDump):
         off = 0
         while off < end:
             length, mtype, _, mseq, cookie, expires = header(view, off)
-            if mtype != SOCK_DIAG_BY_FAMILY or mseq != seq or length < INET_MSG_END:
+            if mtype != kind or mseq != seq or length < INET_MSG_END:
                 if check_control(view, off, length, mtype, mseq, seq):
                     return True
                 off += (length + 3) & ~3

@@ -200,17 +200,11 @@ def gc_paused() -> Iterator[None]:
 
 
 def _diag_batches(diag: SockDiag, proto: str, tcp_info: bool) -> Iterator[list[Socket]]:
-    """One protocol's sockets from sock_diag, IPv4 then IPv6, batch by batch."""
+    """One protocol's sockets from sock_diag, batch by batch."""
     if proto == "unix":
-        yield from diag.iter_unix()
-        return
+        return diag.iter_unix()
     number = socket.IPPROTO_TCP if proto == "tcp" else socket.IPPROTO_UDP
-    yield from diag.iter_inet(number, socket.AF_INET, details=tcp_info)
-    try:
-        yield from diag.iter_inet(number, socket.AF_INET6, details=tcp_info)
-    except SockDiagFailed as err:
-        if err.errno not in (errno.EAFNOSUPPORT, errno.ENOENT):
-            raise  # a kernel without IPv6 has no IPv6 sockets: nothing is missing
+    return diag.iter_both_families(number, details=tcp_info)
 
 
 def _fallback_gaps(proto: str, tcp_info: bool) -> list[str]:
