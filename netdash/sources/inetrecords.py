@@ -1,0 +1,206 @@
+"""Turning one ``inet_diag_msg`` into a :class:`~netdash.model.Socket`, and what to keep of it.
+
+:class:`InetRecords` builds a record from a message (the slow path: a socket new or changed since
+the last read) together with the bytes that tell, next time, whether it is still right; it also
+owns what records share: address texts, port ints, socket-memory readings and interface names.
+The dump and the reuse loop live in :mod:`netdash.sources.sockdiag`. Layouts from
+linux/inet_diag.h and linux/tcp.h.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import socket
+import struct
+
+from netdash.model import DATAGRAM_STATES, TCP_STATES, TIMER_NAMES, MemInfo, Socket, TcpInfo, Timer
+from netdash.sources.tcpinfo import (
+    HEAD_END,
+    INET_MSG_END,
+    NLMSG_HEADER,
+    PACKED_MIN,
+    TAIL_START,
+    AttrLayout,
+    fast_constructor,
+    packed_tcp_info,
+    parse_meminfo,
+    parse_tcp_info,
+)
+from netdash.textsafe import decode
+
+SIOCGIFNAME = 0x8910  # linux/sockios.h: ifindex -> name, in the namespace of the fd's socket
+# struct inet_diag_msg, after the nlmsghdr: family, state, timer, retrans, then inet_diag_sockid
+# (sport and dport are big-endian, src and dst 16 bytes, if, cookie[2]), then expires (ms),
+# rqueue, wqueue, uid, inode.
+_INET_MSG = struct.Struct("=BBBB HH 16s16s I II IIIII")
+assert NLMSG_HEADER + _INET_MSG.size == INET_MSG_END
+_U32 = struct.Struct("=I")
+_ZERO16 = bytes(16)
+_ZERO_VOLATILE = bytes(TAIL_START - HEAD_END)
+_NO_SPANS = (0, 0, 0, 0)
+_MEMINFO_KEPT = 65_536  # distinct socket-memory readings shared between records
+_ADDRESSES_KEPT = 100_000  # per family, checked once per sample
+_ntohs = socket.ntohs
+_make_socket = fast_constructor(Socket)
+_make_timer = fast_constructor(Timer)
+_TCP_STATE_NAMES = tuple(TCP_STATES.get(n, f"UNKNOWN({n})") for n in range(256))
+_UDP_STATE_NAMES = tuple(DATAGRAM_STATES.get(n, _TCP_STATE_NAMES[n]) for n in range(256))
+_FAMILY_NAMES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
+
+#: What a socket's previous reading left for the next one: (head, tail, tail offset in the
+#: message, check, record). ``check`` is the idiag_expires the record holds (inet: a running
+#: timer's countdown is compared apart, see :func:`retimed`), or the message length (UNIX,
+#: whose head is the whole message). See :meth:`InetRecords.build`.
+Entry = tuple[bytes, bytes, int, int, Socket]
+
+
+class InetRecords:
+    """Builds inet records for one sock_diag socket (``fd``: interface names are looked up in
+    its namespace) and keeps what they share."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._addr_text: dict[int, dict[bytes, str]] = {socket.AF_INET: {}, socket.AF_INET6: {}}
+        self._mems: dict[bytes, MemInfo | None] = {}
+        self._ports: dict[int, int] = {}
+        self._ifnames: dict[int, str] = {}
+        self._layout = AttrLayout()
+
+    def new_sample(self) -> bool:
+        """Once per sample: ask again for interface names (they can be renamed or removed) and
+        cap the address texts. True if a name changed: records built before must go (their
+        message bytes carry only the index)."""
+        for texts in self._addr_text.values():
+            if len(texts) > _ADDRESSES_KEPT:
+                texts.clear()
+        known, self._ifnames = self._ifnames, {}
+        return any(self.interface_name(index) != name for index, name in known.items())
+
+    def build(
+        self, view: memoryview, off: int, proto: str, attrs: bool, want_info: bool,
+        expires: int,
+    ) -> Entry:  # fmt: skip
+        """A new record, and the bytes that say next time whether it is still right.
+
+        ``head`` runs from the inet_diag_msg through every attribute before tcp_info and
+        tcp_info's first HEAD_END bytes; ``tail`` from tcp_info's TAIL_START to the end of the
+        last field the model reads. Between them: the "ms since" fields, left out. Without a
+        full tcp_info the head is all the message the record is built from.
+        """
+        base = off + NLMSG_HEADER
+        length = _U32.unpack_from(view, off)[0]
+        info_start, info_end, mem_start, mem_end = (
+            self._layout.find(view, off, length, want_info) if attrs else _NO_SPANS
+        )
+        tail, tail_at = b"", 0
+        if info_start and info_end - info_start >= PACKED_MIN:
+            head = bytes(view[base : info_start + HEAD_END])
+            tail_start = info_start + TAIL_START
+            tail = bytes(view[tail_start : max(info_start + PACKED_MIN, mem_end)])
+            tcp = packed_tcp_info(head, info_start - base, tail)
+            tail_at = tail_start - off
+        else:
+            tcp = None
+            if info_start:  # an older kernel's shorter struct: parsed now, "ms since" zeroed
+                if info_end - info_start >= TAIL_START:
+                    view[info_start + HEAD_END : info_start + TAIL_START] = _ZERO_VOLATILE
+                tcp = parse_tcp_info(view[info_start:info_end])
+            head = bytes(view[base : max(info_end, mem_end, off + INET_MSG_END)])
+        mem = self._meminfo(view[mem_start:mem_end]) if mem_start else None
+        sock = self._inet_socket(view, off, proto, tcp, mem, expires)
+        return (head, tail, tail_at, expires, sock)
+
+    def _inet_socket(
+        self, view: memoryview, off: int, proto: str, tcp: TcpInfo | None, mem: MemInfo | None,
+        expires: int,
+    ) -> Socket:  # fmt: skip
+        fields = _INET_MSG.unpack_from(view, off + NLMSG_HEADER)
+        (family, state, timer, retrans, sport, dport, src, dst, ifindex, cookie_lo, cookie_hi,
+         _, rqueue, wqueue, uid, inode) = fields  # fmt: skip
+        texts = self._addr_text.get(family) or {}
+        ports = self._ports
+        local_addr = texts.get(src) or self._address(family, src)
+        if dport or dst != _ZERO16:
+            remote_addr: str | None = texts.get(dst) or self._address(family, dst)
+            remote_port: int | None = ports.get(dport) or self._port(dport)
+        else:
+            remote_addr = remote_port = None
+        return _make_socket(
+            proto,
+            _FAMILY_NAMES.get(family) or str(family),
+            (_TCP_STATE_NAMES if proto == "tcp" else _UDP_STATE_NAMES)[state],
+            local_addr,
+            ports.get(sport) or self._port(sport),
+            remote_addr,
+            remote_port,
+            rqueue,
+            wqueue,
+            inode,
+            uid,
+            self.interface_name(ifindex) if ifindex else None,
+            None,
+            None,
+            cookie_lo | (cookie_hi << 32),
+            _make_timer(TIMER_NAMES.get(timer, "unknown"), expires, retrans) if timer else None,
+            tcp,
+            mem,
+        )
+
+    def _meminfo(self, raw: memoryview) -> MemInfo | None:
+        """Socket memory, one record per distinct reading: idle sockets share a handful."""
+        key = bytes(raw)
+        mem = self._mems.get(key)
+        if mem is None:
+            if len(self._mems) >= _MEMINFO_KEPT:
+                self._mems.clear()
+            mem = self._mems[key] = parse_meminfo(key)
+        return mem
+
+    def _port(self, raw: int) -> int:
+        """A port in host order, one int object per port (100k sockets hold 200k ports)."""
+        port = self._ports[raw] = _ntohs(raw)
+        return port
+
+    def _address(self, family: int, raw: bytes) -> str:
+        """RFC 5952 text as ss prints it (libc inet_ntop: ``::ffff:127.0.0.1`` stays IPv6),
+        remembered per family by the raw 16 bytes (IPv4 uses the first 4)."""
+        if family == socket.AF_INET:
+            text = socket.inet_ntop(family, raw[:4])
+        else:
+            text = socket.inet_ntop(socket.AF_INET6, raw)
+        self._addr_text.setdefault(family, {})[raw] = text
+        return text
+
+    def interface_name(self, ifindex: int) -> str:
+        """The name of an interface *in this socket's namespace* (if_indextoname would use the
+        calling thread's), ``if<N>`` as ss shows it when the interface is gone."""
+        name = self._ifnames.get(ifindex)
+        if name is None:
+            request = struct.pack("16si20x", b"", ifindex)  # struct ifreq (linux/if.h), 40 bytes
+            try:
+                reply = fcntl.ioctl(self._fd, SIOCGIFNAME, request)
+                name = decode(reply[:16].split(b"\0", 1)[0])
+            except OSError:
+                name = f"if{ifindex}"
+            self._ifnames[ifindex] = name
+        return name
+
+
+def retimed(entry: Entry, expires: int) -> Entry:
+    """The same record with its timer's countdown brought up to date.
+
+    Everything else of the socket compared equal, so its strings, tcp_info and memory are
+    shared; only the Socket and its Timer are new (~2 µs instead of ~10 µs for a new record).
+    A socket with a running timer (keepalive, TIME_WAIT) therefore still gets a new record on
+    every read, so ``Timer.expires_ms`` is always what the kernel said for this sample.
+    """
+    old = entry[4]
+    timer = old.timer
+    assert timer is not None
+    sock = _make_socket(
+        old.proto, old.family, old.state, old.local_addr, old.local_port, old.remote_addr,
+        old.remote_port, old.recv_q, old.send_q, old.inode, old.uid, old.interface,
+        old.sock_type, old.peer_inode, old.cookie, _make_timer(timer.name, expires, timer.retrans),
+        old.tcp, old.mem,
+    )  # fmt: skip
+    return (entry[0], entry[1], entry[2], expires, sock)
