@@ -18,6 +18,7 @@ from textual.widgets import Footer
 
 from netdash.engine import ConnectionsTracker, Poller
 from netdash.model import HostInfo, SocketSample
+from netdash.ui.gc_policy import GcPolicy
 from netdash.ui.messages import ConnectionsUpdated, SourceFailed
 from netdash.ui.panes.connection_rows import ConnectionsFeed, ConnectionsUpdate
 from netdash.ui.panes.connections import ConnectionsPane
@@ -73,6 +74,7 @@ class NetdashApp(App[int]):
             on_error=self._report_error,
         )
         self._autostart = autostart
+        self.gc_policy = GcPolicy()
 
     def compose(self) -> ComposeResult:
         yield StatusLine(self.host, self.interval, id="status")
@@ -81,12 +83,14 @@ class NetdashApp(App[int]):
 
     def on_mount(self) -> None:
         self.sampler.unix = False
+        self.gc_policy.start()
         if self._autostart:
             self.poller.start()
 
     def on_unmount(self) -> None:
         self.poller.stop()
         self.sampler.close()
+        self.gc_policy.stop()
 
     # -- the sampling thread -------------------------------------------------------------------
 
@@ -94,7 +98,11 @@ class NetdashApp(App[int]):
         """Sample, track and build rows: everything but painting, off the event loop."""
         self.feed.release()
         frame = self.tracker.update(self.sampler.sample())
-        return self.feed.consume(frame)
+        update = self.feed.consume(frame)
+        if update is not None and update.full:
+            self.gc_policy.loaded()
+        self.gc_policy.settle()
+        return update
 
     def _publish(self, update: ConnectionsUpdate | None) -> None:
         if update is not None:

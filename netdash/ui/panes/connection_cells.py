@@ -89,9 +89,23 @@ class ConnRow:
     ``owners`` are sorted by (pid, fd); ``reason`` says why there is none; ``rate`` is None for
     sockets that move no bytes (listeners, TIME_WAIT) and until a second sample. ``born`` is the
     ``time.monotonic()`` the row first appeared (0.0: present from the start).
+
+    ``like`` is the previous version of the row, if any: what depends only on the socket's
+    identity (the search text, the endpoints' sort values) is taken from it instead of rebuilt.
     """
 
-    __slots__ = ("_cells", "born", "key", "owners", "rate", "reason", "sock", "text")
+    __slots__ = (
+        "_cells",
+        "born",
+        "key",
+        "local_key",
+        "owners",
+        "rate",
+        "reason",
+        "remote_key",
+        "sock",
+        "text",
+    )
 
     def __init__(
         self,
@@ -101,7 +115,7 @@ class ConnRow:
         reason: str | None,
         rate: ByteRate | None,
         born: float = 0.0,
-        text: str | None = None,
+        like: ConnRow | None = None,
     ) -> None:
         self.key = key
         self.sock = sock
@@ -110,8 +124,20 @@ class ConnRow:
         self.rate = rate
         self.born = born
         self._cells: tuple[str, ...] | None = None
+        if like is not None and sock.proto != "unix":
+            # The key holds protocol, addresses and ports: the endpoints cannot have changed.
+            self.local_key: str = like.local_key
+            self.remote_key: str = like.remote_key
+            # The first test is the common case, inlined (states are the source's constants).
+            same = like.owners is owners and like.sock.state is sock.state
+            if (same and like.reason == reason) or like.same_identity(sock, owners, reason):
+                self.text: str = like.text
+                return
+        else:
+            self.local_key = _PREFIXES[sock.local_addr] + _PORTS[sock.local_port]
+            self.remote_key = _PREFIXES[sock.remote_addr] + _PORTS[sock.remote_port]
         #: Lower-case search text (the free-text filter's target); see the module docstring.
-        self.text = text if text is not None else identity_text(sock, owners, reason)
+        self.text = identity_text(sock, owners, reason)
 
     def __repr__(self) -> str:
         return f"ConnRow({self.key!r}, {self.sock.state})"
@@ -314,20 +340,14 @@ def address_key(addr: str | None, port: int | None) -> str:
     return _PREFIXES[addr] + _PORTS[port]
 
 
-def _column(attribute: str) -> Callable[[list[ConnRow]], list[Any]]:
-    """``many`` of a column that is just an attribute of the socket (C speed)."""
-    get = attrgetter(f"sock.{attribute}")
+def _attribute(path: str) -> Callable[[list[ConnRow]], list[Any]]:
+    """``many`` of a column that is just an attribute (C speed)."""
+    get = attrgetter(path)
     return lambda rows: list(map(get, rows))
 
 
-def _endpoint_keys(side: str) -> Callable[[list[ConnRow]], list[str]]:
-    addr, port = attrgetter(f"sock.{side}_addr"), attrgetter(f"sock.{side}_port")
-
-    def many(rows: list[ConnRow]) -> list[str]:
-        prefixes = map(_PREFIXES.__getitem__, map(addr, rows))
-        return list(map(add, prefixes, map(_PORTS.__getitem__, map(port, rows))))
-
-    return many
+_LOCAL_KEY = attrgetter("local_key")
+_REMOTE_KEY = attrgetter("remote_key")
 
 
 _PROTO, _FAMILY, _STATE = (
@@ -353,16 +373,6 @@ def _state_key(row: ConnRow) -> int:
 
 def _state_keys(rows: list[ConnRow]) -> list[int]:
     return list(map(STATE_ORDER.get, map(_STATE, rows), repeat(99)))
-
-
-def _local_key(row: ConnRow) -> str:
-    sock = row.sock
-    return _PREFIXES[sock.local_addr] + _PORTS[sock.local_port]
-
-
-def _remote_key(row: ConnRow) -> str:
-    sock = row.sock
-    return _PREFIXES[sock.remote_addr] + _PORTS[sock.remote_port]
 
 
 def _recv_q_key(row: ConnRow) -> int:
@@ -411,10 +421,12 @@ def _process_key(row: ConnRow) -> str | None:
 SORT_KEYS: tuple[SortKey, ...] = (
     SortKey(_proto_key, _proto_keys),
     SortKey(_state_key, _state_keys),
-    SortKey(_local_key, _endpoint_keys("local")),
-    SortKey(_remote_key, _endpoint_keys("remote")),
-    SortKey(_recv_q_key, _column("recv_q")),
-    SortKey(_send_q_key, _column("send_q")),
+    # Endpoints: kept on the row (built once per socket) and fixed for its key, so the view
+    # keeps every row presorted by them and switching the sort to them needs no sort at all.
+    SortKey(_LOCAL_KEY, _attribute("local_key"), fixed=True),
+    SortKey(_REMOTE_KEY, _attribute("remote_key"), fixed=True),
+    SortKey(_recv_q_key, _attribute("sock.recv_q")),
+    SortKey(_send_q_key, _attribute("sock.send_q")),
     SortKey(_rtt_key),
     SortKey(_retrans_key),
     SortKey(_rx_key),

@@ -24,6 +24,7 @@ from textual.widgets import Input
 from netdash.model import HostInfo
 from netdash.query import Query, QueryError, compile_query
 from netdash.textsafe import visible
+from netdash.ui.panes.connection_filter import ConnFilter
 from netdash.ui.panes.connection_groups import (
     GROUP_COLUMNS,
     GROUP_FIELDS,
@@ -179,7 +180,7 @@ class ConnectionsPane(Vertical):
         them since, the new view is re-filtered and re-sorted here (rare: a key press that raced
         a tick) and the feed is told again.
         """
-        self.last_update = update
+        previous, self.last_update = self.last_update, update
         with self.app.batch_update():
             view = update.view
             if view is not None:
@@ -200,6 +201,8 @@ class ConnectionsPane(Vertical):
             summary.show_unix = self.show_unix
             summary.update_counts(dict(frame.counts), frame.history)
             self.table.tick()
+        if previous is not None:
+            self.feed.retire(previous)  # its frame's 100k-entry containers, freed there too
 
     # -- filtering -----------------------------------------------------------------------------
 
@@ -211,23 +214,7 @@ class ConnectionsPane(Vertical):
         checks = self.query.checks if self.query else ()
         if states is None and show_unix and group is None and not checks:
             return None
-
-        # Called for up to 100k rows per key press: a row is its own entry (no row.data), and
-        # the query's checks run in a plain loop (Query.__call__'s generator costs ~0.3 µs).
-        def keep(row: ConnRow) -> bool:
-            sock = row.sock
-            if not show_unix and sock.proto == "unix":
-                return False
-            if states is not None and sock.state not in states:
-                return False
-            if group is not None and not group.matches(row):
-                return False
-            for check in checks:  # noqa: SIM110 - all() over a generator is the cost avoided
-                if not check(row):
-                    return False
-            return True
-
-        return keep
+        return ConnFilter(show_unix=show_unix, states=states, group=group, checks=checks)
 
     def _apply_filter(self, narrowing: bool = False, widening: bool = False) -> None:
         """Filter the view now; ``narrowing`` / ``widening`` promise the new filter only hides /
