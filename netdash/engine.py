@@ -326,7 +326,9 @@ class ConnectionsTracker:
                 continue
             info, was = sock.tcp, before.tcp
             counters_moved = False
-            if info is not was and info is not None and was is not None:
+            if info is not was and info is not None and was is None:
+                unknown.append(key)  # tcp_info turned on: a rate from the next sample
+            elif info is not was and info is not None and was is not None:
                 rx0, rx1 = was.bytes_received, info.bytes_received
                 tx0, tx1 = was.bytes_acked, info.bytes_acked
                 if rx0 is None or rx1 is None or tx0 is None or tx1 is None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import random
 import threading
 import time
 
 import pytest
 
 from netdash.engine import (
+    ZERO_RATE,
     ConnectionsTracker,
     History,
     Poller,
@@ -16,6 +19,7 @@ from netdash.engine import (
     diff_by_key,
     history_points,
     index_sockets,
+    socket_rates,
 )
 from netdash.model import Socket, SocketSample, TcpInfo
 
@@ -212,3 +216,81 @@ def test_a_failing_consumer_does_not_end_the_loop():
     poller.stop()
     assert len(seen) >= 3
     assert isinstance(errors[0], RuntimeError)
+
+
+# -- the tracker's one pass against the separate functions it replaced -------------------------
+
+
+def _churn(rng: random.Random, live: dict[int, Socket]) -> None:
+    """One step of a busy machine: sockets come and go, counters move, records are replaced."""
+    for port in rng.sample(range(1, 400), 12):  # new sockets (some keys come back)
+        live.setdefault(port, estab(port, acked=rng.randrange(10_000)))
+    for port in rng.sample(sorted(live), min(6, len(live))):
+        del live[port]
+    for port in rng.sample(sorted(live), min(40, len(live))):
+        sock = live[port]
+        roll = rng.random()
+        if roll < 0.4 and sock.tcp is not None:  # counters move
+            info = dataclasses.replace(sock.tcp, bytes_acked=(sock.tcp.bytes_acked or 0) + 500)
+            live[port] = dataclasses.replace(sock, tcp=info)
+        elif roll < 0.5:  # a counter reset: a new connection under the same key
+            live[port] = dataclasses.replace(sock, tcp=tcp_info(1, 1))
+        elif roll < 0.6:  # the state moves (the counts must follow)
+            live[port] = dataclasses.replace(sock, state=rng.choice(["CLOSE_WAIT", "LAST_ACK"]))
+        elif roll < 0.7:  # an equal record in a new object (a source that does not reuse)
+            live[port] = dataclasses.replace(sock)
+        elif roll < 0.8:  # tcp_info turned off or on
+            live[port] = dataclasses.replace(sock, tcp=None if sock.tcp else tcp_info(5, 5))
+        elif roll < 0.85:  # only the RTT moves: a change without a rate
+            info = dataclasses.replace(sock.tcp, rtt_us=sock.tcp.rtt_us + 1) if sock.tcp else None
+            live[port] = dataclasses.replace(sock, tcp=info)
+
+
+def test_tracker_matches_the_separate_passes():
+    """Index, diff, rates and counts in one pass give what the separate functions give."""
+    rng = random.Random(7)
+    live: dict[int, Socket] = {}
+    listener = Socket("tcp", "inet", "LISTEN", "0.0.0.0", 80, None, None, 0, 128, 11, cookie=1)
+    twin = dataclasses.replace(listener, inode=12, cookie=2)  # SO_REUSEPORT: one key, twice
+    tracker = ConnectionsTracker()
+    previous: dict = {}
+    at = 0.0
+    for step in range(60):
+        _churn(rng, live)
+        seconds = rng.choice([0.5, 1.0, 2.0])
+        at += seconds
+        socks = (listener, twin, *live.values())
+        frame = tracker.update(sample(at, *socks))
+        by_key = index_sockets(socks)
+        assert dict(frame.by_key) == by_key
+        expected = diff_by_key(previous, by_key)
+        assert sorted(map(repr, frame.diff.added)) == sorted(map(repr, expected.added))
+        assert sorted(map(repr, frame.diff.removed)) == sorted(map(repr, expected.removed))
+        assert sorted(map(repr, frame.diff.changed)) == sorted(map(repr, expected.changed))
+        if step:
+            assert dict(frame.rates) == socket_rates(previous, by_key, seconds)
+        assert frame.counts == count_states(socks)
+        previous = by_key
+
+
+def test_an_idle_sample_costs_an_identity_walk():
+    """The same records again (an idle machine): no diff, every TCP socket's rate is zero."""
+    socks = (estab(1, acked=10), estab(2, acked=20))
+    tracker = ConnectionsTracker()
+    first = tracker.update(sample(1.0, *socks))
+    again = tracker.update(sample(2.0, *socks))
+    assert again.diff.empty
+    assert again.by_key is first.by_key  # not even re-indexed
+    assert dict(again.rates) == dict.fromkeys(first.by_key, ZERO_RATE)
+    assert all(rate is ZERO_RATE for rate in again.rates.values())
+    assert again.counts["ESTABLISHED"] == 2
+
+
+def test_socket_rates_get_many_is_get():
+    tracker = ConnectionsTracker()
+    tracker.update(sample(1.0, estab(1, acked=0), estab(2, acked=0)))
+    frame = tracker.update(sample(2.0, estab(1, acked=100), estab(2, acked=0), estab(3)))
+    keys = [*frame.by_key, ("not", "there")]
+    assert frame.rates.get_many(keys) == [frame.rates.get(key) for key in keys]  # type: ignore[attr-defined]
+    assert frame.rates.get(keys[0]).tx == 100.0 and frame.rates.get(keys[1]) is ZERO_RATE
+    assert frame.rates.get(keys[2]) is None  # new: no rate before a second sample
