@@ -19,6 +19,7 @@ from netdash.ui import tableview
 from netdash.ui.tableview import (
     Column,
     Row,
+    SortKey,
     TableView,
     fit_cell,
     header_cell,
@@ -222,6 +223,109 @@ def test_tableview_does_not_import_textual() -> None:
     """The view may be built in worker threads and by tests without a terminal: no Textual."""
     code = "import sys, netdash.ui.tableview; sys.exit('textual' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=30).returncode == 0
+
+
+class CountingFilter:
+    """A filter that counts its calls, with a many() that must agree with it."""
+
+    def __init__(self, keep: Callable[[Row], bool], with_many: bool) -> None:
+        self.keep = keep
+        self.calls = 0
+        if with_many:
+            self.many = lambda rows: [self(row) for row in rows]
+
+    def __call__(self, row: Row) -> bool:
+        self.calls += 1
+        return self.keep(row)
+
+
+@pytest.mark.parametrize("with_many", [False, True], ids=["per-row", "many"])
+def test_narrowing_and_widening_test_only_the_rows_that_can_change(with_many: bool) -> None:
+    """A filter that only hides tests the shown rows, one that only shows tests the hidden ones;
+    both give what a filter from scratch gives, without re-sorting."""
+    rng = random.Random(with_many)
+    rows = {k: make_row(k, random_value(rng), rng.choice("abcd")) for k in range(400)}
+    view = TableView(rows.values(), sort_column=0, reverse=True)
+    view.apply([], rng.sample(sorted(rows), 40))  # free slots among the rows
+    for key in [k for k in rows if k not in view]:
+        del rows[key]
+    wide = CountingFilter(lambda row: row.search_text[-1] in "abc", with_many)
+    view.set_filter(wide)
+    assert_consistent(view, rows)
+    shown = len(view)
+    narrow = CountingFilter(lambda row: row.search_text[-1] in "ab", with_many)
+    view.set_filter(narrow, narrowing=True)
+    assert narrow.calls == shown  # only the rows on show were asked
+    assert_consistent(view, rows)
+    hidden = len(rows) - len(view)
+    again = CountingFilter(lambda row: row.search_text[-1] in "abc", with_many)
+    view.set_filter(again, widening=True)
+    assert again.calls == hidden  # only the hidden rows were asked
+    assert_consistent(view, rows)
+    view.set_filter(None, widening=True)
+    assert_consistent(view, rows)
+    assert len(view) == len(rows)
+
+
+def fixed_keys() -> list[SortKey]:
+    """Columns 0 and 1 from the row's values (1 with a many()), 2 fixed for the key."""
+    return [
+        SortKey(lambda row: row.sort_values[0]),
+        SortKey(lambda row: row.sort_values[1], lambda rows: [r.sort_values[1] for r in rows]),
+        SortKey(lambda row: None if row.key % 11 == 0 else row.key % 7, fixed=True),
+    ]
+
+
+def test_presorted_fixed_column_matches_a_sort_through_churn() -> None:
+    """A view built with presort keeps every row in a fixed column's order as rows come and go;
+    sorting by it then shows what a real sort shows, descending being the exact mirror."""
+    rng = random.Random(3)
+    keys = fixed_keys()
+    rows = {k: make_row(k, random_value(rng)) for k in range(300)}
+    view = TableView(rows.values(), sort_column=0, sort_keys=keys, presort=True)
+    fixed = keys[2].one
+    next_key = 300
+    for step in range(30):
+        removed = rng.sample(sorted(rows), 8)
+        for key in removed:
+            del rows[key]
+        changed = [
+            make_row(k, random_value(rng), counter=step) for k in rng.sample(sorted(rows), 20)
+        ]
+        changed += [
+            make_row(next_key + i, random_value(rng)) for i in range(12 if step % 5 else 2000)
+        ]
+        next_key += len(changed) - 20
+        rows.update((row.key, row) for row in changed)
+        view.apply(changed, removed)
+        if step % 6 == 0:
+            view.set_filter(None if step % 12 else (lambda row: row.key % 3 != 0))
+    for reverse in (False, True):
+        view.set_sort(2, reverse=reverse)
+        keep = view.row_filter
+        shown = [row for row in rows.values() if keep is None or keep(row)]
+        present = sorted((r for r in shown if fixed(r) is not None), key=fixed, reverse=reverse)
+        expected = [fixed(r) for r in present] + [None] * sum(fixed(r) is None for r in shown)
+        assert [fixed(row) for row in view] == expected
+    descending = view.keys()
+    view.set_sort(2)
+    ascending = view.keys()
+    nones = sum(fixed(view.get(k)) is None for k in ascending)
+    assert descending[: len(ascending) - nones] == ascending[: len(ascending) - nones][::-1]
+    view.set_sort(1)  # and back to a column that is really sorted
+    assert [r.sort_values[1] for r in view] == sorted(r.sort_values[1] for r in view)
+
+
+def test_copy_is_independent() -> None:
+    rows = [make_row(k, k % 5) for k in range(50)]
+    view = TableView(rows, sort_column=0, sort_keys=fixed_keys(), presort=True)
+    copy = view.copy()
+    copy.set_sort(1, reverse=True)
+    copy.set_filter(lambda row: row.key < 10)
+    copy.apply([make_row(100, 1)], [3])
+    assert view.sort_column == 0 and len(view) == 50 and 3 in view and 100 not in view
+    assert_consistent(view, {row.key: row for row in rows})
+    assert copy.keys() == sorted(copy.keys(), key=lambda k: -copy.get(k).sort_values[1])
 
 
 # -- benchmark: python tests/test_tableview.py --------------------------------------------------
