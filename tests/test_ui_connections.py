@@ -510,3 +510,28 @@ async def test_groups_count_only_what_the_filter_and_toggles_let_through():
         await pilot.pause()
         labels = {row.cells[0] for row in pane.group_view}
         assert "LISTEN (unix)" in labels and "UNCONN (udp)" in labels
+
+
+async def test_a_refresh_swaps_in_the_feeds_view_even_when_a_sort_raced_it():
+    """The sampling thread builds the finished view; the UI thread only swaps it in. A sort the
+    user made after the feed built it is applied to it on arrival (and told to the feed)."""
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await load(app, pilot)
+        cursor = cursor_entry(pane).sock.key
+        update = app._sample_in_thread()  # built with the state sort...
+        assert update is not None and update.view is not None
+        assert update.view.sort_column == COLUMN_INDEX["state"]
+        await pilot.press("s")  # ...and the user sorts by the next column before it arrives
+        await pilot.pause()
+        column = pane.view.sort_column
+        assert column != COLUMN_INDEX["state"] and app.feed.spec.sort_column == column
+        app._publish(update)
+        await pilot.pause()
+        assert pane.view is update.view  # swapped in, not applied row by row
+        assert pane.view.sort_column == column
+        values = [v for v in (row.sort_values[column] for row in pane.view) if v is not None]
+        assert values == sorted(values)
+        assert cursor_entry(pane).sock.key == cursor
+        following = app._sample_in_thread()  # the feed now builds with the user's sort
+        assert following is None or following.view is None or following.view.sort_column == column
