@@ -174,6 +174,31 @@ def test_recorded_tree_builds_sorted_owners_and_keeps_handed_out_views(tmp_path:
     assert 888 in before, "a mapping handed out earlier must never change under its holder"
 
 
+def test_periodic_rescans_are_spread_over_the_interval(tmp_path: Path) -> None:
+    """No refresh rescans everything at once after the first: each pid is due once per
+    interval, at its own time, so a change the fd count hides is still seen within it."""
+    for pid in (101, 102, 103, 104):
+        _fake_proc(tmp_path, pid, b"w%d" % pid, 0, {3: f"socket:[{pid}0]"})
+    clock = FakeClock()
+    omap = OwnerMap(proc_root=tmp_path, full_pass_interval=10, clock=clock)
+    omap.refresh()
+    assert omap.stats.full_pass and omap.stats.pids_scanned == 4
+    scanned = []
+    for now in (2.0, 5.0, 7.5, 10.0, 12.0, 15.0):
+        clock.now = now
+        omap.refresh()
+        scanned.append(omap.stats.pids_scanned)
+        assert not omap.stats.full_pass
+    assert scanned == [0, 2, 1, 1, 0, 2]  # due at 2.5, 5, 7.5, 10, then every 10 s
+    (tmp_path / "104" / "fd" / "3").unlink()
+    (tmp_path / "104" / "fd" / "3").symlink_to("/dev/null")  # same fd count, no socket
+    omap.refresh()
+    assert 1040 in omap.owners(), "nothing was due at the same time"
+    clock.now = 25.0  # every pid is due once within any 10 s
+    omap.refresh()
+    assert 1040 not in omap.owners() and 1010 in omap.owners()
+
+
 def test_read_cmdline_decodes_odd_bytes_and_knows_zombies(spawn: Callable[..., Child]) -> None:
     child = spawn("holder", "--tag", os.fsdecode(b"x\xff[b]"))
     assert read_cmdline(child.pid) == (

@@ -13,8 +13,11 @@ changed:
 - the socket dump holds an inode the map does not know (searched once, in processes of the
   socket's uid, then remembered until the next full pass so ownerless kernel sockets don't cost
   a rescan every tick);
-- every ``full_pass_interval`` seconds, a full pass (a socket swapped for a file with dup2()
-  keeps the fd count equal and is only noticed then).
+- at least every ``full_pass_interval`` seconds, whatever else happened (a socket swapped for a
+  file with dup2() keeps the fd count equal and is only noticed then). These periodic rescans
+  are spread over the interval, a few pids per refresh, rather than done all at once: at
+  100,000 sockets a full pass costs ~0.6 s (readlink of every fd), which made every 30th tick
+  of the live app stall for that long.
 
 Not thread-safe: call :meth:`OwnerMap.refresh` from one worker thread. The mapping returned by
 :meth:`OwnerMap.owners` is immutable and may be handed to any thread.
@@ -44,7 +47,7 @@ _SOCKET_PREFIX = "socket:["
 class OwnerStats:
     """What the last :meth:`OwnerMap.refresh` cost, for the status line and the benchmark."""
 
-    full_pass: bool
+    full_pass: bool  # every pid was rescanned (the first refresh, or all were due at once)
     pids: int = 0  # processes listed in /proc
     pids_scanned: int = 0  # fd directories read
     fds_read: int = 0  # readlink() calls
@@ -56,7 +59,9 @@ class OwnerStats:
 class _Proc:
     """What one scan of /proc/PID learned; kept until the pid is rescanned or vanishes."""
 
-    __slots__ = ("comm", "denied", "fd_count", "fd_ino", "sockets", "start", "uid", "uids", "user")
+    __slots__ = (
+        "comm", "denied", "due", "fd_count", "fd_ino", "sockets", "start", "uid", "uids", "user"
+    )  # fmt: skip
 
     def __init__(self, start: int, fd_ino: int, fd_count: int, comm: str, uids: tuple[int, ...]):
         self.start = start  # /proc/PID/stat field 22, clock ticks since boot
@@ -68,6 +73,7 @@ class _Proc:
         self.user: str | None = None
         self.sockets: dict[int, int] = {}  # fd -> socket inode
         self.denied = False
+        self.due = 0.0  # when the periodic rescan is due (OwnerMap's clock)
 
 
 class OwnerMap:
@@ -98,22 +104,33 @@ class OwnerMap:
         """Bring the map up to date; ``wanted`` is {inode: socket uid or None} of the dump."""
         started = time.perf_counter()
         now = self._clock()
-        full = self._last_full is None or now - self._last_full >= self._interval
-        if full:
+        first = self._last_full is None
+        if first or now - self._last_full >= self._interval:  # type: ignore[operator]
             self._last_full = now
             self._searched.clear()
-        tick = _Tick(full)
+        tick = _Tick(now, self._interval)
         pids = _list_pids(self._root)
         for pid in self._procs.keys() - pids:
             self._drop(pid)
+        procs = self._procs
         for pid in pids:
-            if full or pid not in self._procs or self._changed(pid):
+            proc = procs.get(pid)
+            if proc is None or proc.due <= now or self._changed(pid):
                 self._rescan(pid, tick)
+        if first:
+            self._stagger(now)
         if self._counts_work is None:
             self._counts_work = any(proc.fd_count for proc in self._procs.values())
+        full = first or pids <= tick.scanned  # before the search, which may rescan many
         if wanted:
             self._search_unknown(wanted, tick)
-        self._stats = tick.finish(len(pids), len(self._denied), time.perf_counter() - started)
+        self._stats = tick.finish(full, len(pids), len(self._denied), time.perf_counter() - started)
+
+    def _stagger(self, now: float) -> None:
+        """After the first pass, spread the periodic rescans evenly over the interval."""
+        count = len(self._procs)
+        for index, proc in enumerate(self._procs.values()):
+            proc.due = now + self._interval * (index + 1) / count
 
     def owners(self) -> Mapping[int, tuple[Owner, ...]]:
         """inode -> owners sorted by (pid, fd), as a read-only mapping that never changes.
@@ -201,6 +218,7 @@ class OwnerMap:
         if proc is None:
             self._drop(pid)
             return
+        proc.due = tick.next_due
         self._name_user(proc)
         old = self._procs.get(pid)
         self._procs[pid] = proc
@@ -276,17 +294,17 @@ class OwnerMap:
 class _Tick:
     """Counters of one refresh."""
 
-    __slots__ = ("fds_read", "full", "scanned", "unknown")
+    __slots__ = ("fds_read", "next_due", "scanned", "unknown")
 
-    def __init__(self, full: bool) -> None:
-        self.full = full
+    def __init__(self, now: float, interval: float) -> None:
+        self.next_due = now + interval  # of a pid rescanned now
         self.scanned: set[int] = set()
         self.fds_read = 0
         self.unknown = 0
 
-    def finish(self, pids: int, denied: int, seconds: float) -> OwnerStats:
+    def finish(self, full: bool, pids: int, denied: int, seconds: float) -> OwnerStats:
         return OwnerStats(
-            full_pass=self.full,
+            full_pass=full,
             pids=pids,
             pids_scanned=len(self.scanned),
             fds_read=self.fds_read,
