@@ -202,3 +202,31 @@ def test_a_unix_socket_bound_after_it_was_seen_moves_in_the_local_order() -> Non
     view.set_sort(LOCAL)  # from the feed's presorted order
     assert [row.sock.local_addr for row in view] == ["/run/a", "/run/b", "/run/d"]
     assert isinstance(view.row_at(0), ConnRow)
+
+
+def test_the_panes_filter_agrees_row_by_row_and_in_bulk_and_narrows_by_what_it_adds() -> None:
+    from netdash.query import compile_query
+    from netdash.ui.panes.connection_filter import ConnFilter
+
+    rig = Rig()
+    rig.machine.connect(80, state="LISTEN", comm="nginx")
+    unix = Socket("unix", "unix", "ESTABLISHED", "/run/x", None, None, None, 0, 0, 77)
+    rig.machine.socks[77] = unix
+    rig.tick()
+    rows = list(rig.feed.view.all_rows())
+    estab = frozenset({"ESTABLISHED"})
+    variants = [
+        ConnFilter(show_unix=unix_on, states=states, group=None, checks=checks)
+        for unix_on in (False, True)
+        for states in (None, estab)
+        for checks in ((), compile_query("100").checks, compile_query("10 !state:listen").checks)
+    ]
+    for keep in variants:
+        assert keep.many(rows) == [keep(row) for row in rows]
+    view_only = ConnFilter(show_unix=False, states=None, group=None, checks=())
+    narrower = ConnFilter(show_unix=False, states=estab, group=None, checks=())
+    added = narrower.added_to(view_only)
+    assert added.states == estab and added.show_unix  # the UNIX test is not repeated
+    typed = ConnFilter(show_unix=False, states=estab, group=None, checks=compile_query("5").checks)
+    assert typed.added_to(narrower).states is None and len(typed.added_to(narrower).checks) == 1
+    assert typed.added_to(None) is typed

@@ -265,6 +265,13 @@ def test_narrowing_and_widening_test_only_the_rows_that_can_change(with_many: bo
     view.set_filter(None, widening=True)
     assert_consistent(view, rows)
     assert len(view) == len(rows)
+    view.set_filter(wide)
+    shown = len(view)
+    only_new = CountingFilter(lambda row: row.search_text[-1] != "c", with_many)
+    everything = CountingFilter(lambda row: wide.keep(row) and only_new.keep(row), with_many)
+    view.set_filter(everything, narrowing=True, narrowed_by=only_new)
+    assert (everything.calls, only_new.calls) == (0, shown)  # only what the filter adds
+    assert_consistent(view, rows)
 
 
 def fixed_keys() -> list[SortKey]:

@@ -479,14 +479,16 @@ class TableView:
         narrowing: bool = False,
         widening: bool = False,
         filter_text: str | None = None,
+        narrowed_by: RowFilter | None = None,
     ) -> None:
         """Show only rows for which ``row_filter`` is true (None: all rows).
 
         When the new filter can only hide rows — the caller says so with ``narrowing=True``, or
         both the old and new ``filter_text`` are given and the old one is a substring of the new
-        one (a ``/`` query that only grew) — only the visible rows are tested. When it can only
-        show more (``widening=True``: a term removed, a view that shows more), only the hidden
-        rows are tested. Either way nothing is re-sorted.
+        one (a ``/`` query that only grew) — only the visible rows are tested, and only with
+        ``narrowed_by`` if given (what the new filter adds: the visible rows pass the rest).
+        When it can only show more (``widening=True``: a term removed, a view that shows more),
+        only the hidden rows are tested. Either way nothing is re-sorted.
         """
         grew = (
             filter_text is not None
@@ -503,7 +505,8 @@ class TableView:
             # In slot order, not display order: after a sort the display order is random in
             # memory, and at 55k rows that walk took 40 ms instead of 10.
             slots = list(compress(range(len(rows)), shown))
-            verdicts = _verdicts(row_filter, list(map(rows.__getitem__, slots)))
+            test = narrowed_by if narrowed_by is not None else row_filter
+            verdicts = _verdicts(test, list(map(rows.__getitem__, slots)))
             for slot in compress(slots, map(operator.not_, verdicts)):
                 shown[slot] = 0
         elif widening:
@@ -547,9 +550,12 @@ class TableView:
     # -- internals ---------------------------------------------------------------------------
 
     def _select(self) -> None:
-        """The visible rows of the sorted order (C speed)."""
+        """The visible rows of the sorted order (C speed; a copy when nothing is hidden)."""
         everything = self._all
-        self._order = list(compress(everything, map(self._shown.__getitem__, everything)))
+        if self._shown.count(0) == len(self._free):
+            self._order = everything.copy()
+        else:
+            self._order = list(compress(everything, map(self._shown.__getitem__, everything)))
         self._positions: array[int] | None = None  # by slot, built by position_of if asked
         self._scans = 0
 

@@ -10,7 +10,6 @@ it in its thread too).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from itertools import compress
 
 from netdash.ui.panes.connection_cells import ConnRow
 from netdash.ui.panes.connection_groups import GroupEntry
@@ -51,31 +50,38 @@ class ConnFilter:
                 return False
         return True
 
+    def added_to(self, previous: object) -> ConnFilter:
+        """The tests this filter has and ``previous`` has not: when this one only narrows
+        ``previous``, the rows it shows already pass the rest (``TableView.set_filter``'s
+        ``narrowed_by``). A query is compiled anew per key, so its checks are always new."""
+        if not isinstance(previous, ConnFilter):
+            return self
+        return ConnFilter(
+            show_unix=self.show_unix or not previous.show_unix,
+            states=None if self.states == previous.states else self.states,
+            group=None if self.group == previous.group else self.group,
+            checks=[check for check in self.checks if check not in previous.checks],
+        )
+
     def many(self, rows: list[ConnRow]) -> list[bool]:
-        """``[self(row) for row in rows]`` as comprehensions specialised to the active tests:
+        """``[self(row) for row in rows]`` as one comprehension specialised to the tests in use:
         ~100 ns a row for the view and UNIX tests instead of ~350 ns through ``__call__``."""
-        states, show_unix = self.states, self.show_unix
-        if states is None and show_unix:
-            verdicts = [True] * len(rows)
-        elif states is None:
-            verdicts = [row.sock.proto != "unix" for row in rows]
-        elif show_unix:
-            verdicts = [row.sock.state in states for row in rows]
-        else:
-            verdicts = [(sock := row.sock).state in states and sock.proto != "unix" for row in rows]
-        group, checks = self.group, self.checks
-        if group is None and len(checks) == 1:
-            check = checks[0]
-            return [verdict and check(row) for verdict, row in zip(verdicts, rows, strict=True)]
-        if group is None and not checks:
-            return verdicts
-        for index in compress(range(len(rows)), verdicts):
-            row = rows[index]
-            if group is not None and not group.matches(row):
-                verdicts[index] = False
-                continue
-            for check in checks:
-                if not check(row):
-                    verdicts[index] = False
-                    break
-        return verdicts
+        states, show_unix, group, checks = self.states, self.show_unix, self.group, self.checks
+        if group is None and len(checks) <= 1:
+            check = checks[0] if checks else None
+            if states is None and show_unix:
+                return [True] * len(rows) if check is None else [check(row) for row in rows]
+            if states is None:
+                if check is None:
+                    return [row.sock.proto != "unix" for row in rows]
+                return [row.sock.proto != "unix" and check(row) for row in rows]
+            if show_unix:
+                if check is None:
+                    return [row.sock.state in states for row in rows]
+                return [row.sock.state in states and check(row) for row in rows]
+            if check is None:
+                return [(s := row.sock).state in states and s.proto != "unix" for row in rows]
+            return [
+                (s := row.sock).state in states and s.proto != "unix" and check(row) for row in rows
+            ]
+        return [self(row) for row in rows]

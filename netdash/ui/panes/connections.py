@@ -219,7 +219,9 @@ class ConnectionsPane(Vertical):
     def _apply_filter(self, narrowing: bool = False, widening: bool = False) -> None:
         """Filter the view now; ``narrowing`` / ``widening`` promise the new filter only hides /
         only shows rows, so only the shown / hidden rows are tested (no full re-sort)."""
-        self.view.set_filter(self.row_filter(), narrowing=narrowing, widening=widening)
+        keep = self.row_filter()
+        added = keep.added_to(self.view.row_filter) if isinstance(keep, ConnFilter) else None
+        self.view.set_filter(keep, narrowing=narrowing, widening=widening, narrowed_by=added)
         self.feed.spec = ViewSpec.of(self.view)
         self.table.refresh_rows()
         if self.group_field is not None:
