@@ -132,11 +132,26 @@ TIMER_NAMES: dict[int, str] = {1: "on", 2: "keepalive", 3: "timewait", 4: "persi
 
 @dataclass(frozen=True, slots=True)
 class Timer:
-    """The `ss -o` timer: which timer is armed, when it fires, and how often it already fired."""
+    """The `ss -o` timer: which timer is armed, when it fires, and how often it already fired.
+
+    ``expires_ms`` is what the kernel said when the record was built. A live source keeps a
+    socket's record across samples while nothing but the countdown moved (the deadline is the
+    same), so for such a record it is the countdown at its first reading: ``fires_at`` (a
+    ``time.monotonic()`` deadline, None where the source does not know it) and
+    :meth:`remaining_ms` give the countdown at any later moment, such as a sample's
+    ``taken_at``.
+    """
 
     name: str
     expires_ms: int
     retrans: int
+    fires_at: float | None = None
+
+    def remaining_ms(self, now: float) -> int:
+        """Milliseconds until it fires, at monotonic time ``now`` (never below 0)."""
+        if self.fires_at is None:
+            return self.expires_ms
+        return max(0, round((self.fires_at - now) * 1000))
 
 
 @dataclass(frozen=True, slots=True)

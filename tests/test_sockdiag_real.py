@@ -443,18 +443,31 @@ def test_unchanged_sockets_are_reused_and_changed_ones_reparsed(lab: Lab) -> Non
     assert b[lab.inode("listen")] is not a[lab.inode("listen")]
 
 
-def test_a_running_timer_gets_a_fresh_record_that_shares_the_rest(lab: Lab) -> None:
-    """The keepalive countdown changes every read: a new Socket and Timer, same tcp_info."""
+def test_a_running_timer_keeps_its_record_until_its_deadline_moves(lab: Lab) -> None:
+    """The keepalive countdown changes on every read, its deadline does not: same record, and
+    ``fires_at`` says when it fires. Re-armed elsewhen: a new Socket and Timer, same tcp_info."""
+    client, inode = lab.socks["est_client"], lab.inode("est_client")
     with SocketReader(lab.target) as reader:
-        first = {s.inode: s for s in reader.read().sockets if s.inode}
+        first = _by_inode(reader)[inode]
         time.sleep(0.05)
-        second = {s.inode: s for s in reader.read().sockets if s.inode}
-    before, after = first[lab.inode("est_client")], second[lab.inode("est_client")]
-    assert before.timer is not None and after.timer is not None
-    assert after is not before and after.timer.name == "keepalive"
-    assert 0 < after.timer.expires_ms < before.timer.expires_ms
-    assert after.tcp is before.tcp and after.mem is before.mem
-    assert after == dataclasses.replace(before, timer=after.timer)
+        second = _by_inode(reader)[inode]
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 3600)  # re-arms the timer
+        third = _by_inode(reader)[inode]
+    with SocketReader(lab.target, reuse_unchanged=False) as fresh:
+        exact = _by_inode(fresh)[inode]
+    assert first.timer is not None and first.timer.name == "keepalive"
+    assert second is first
+    assert third is not first and third.tcp is first.tcp and third.mem is first.mem
+    assert third.timer is not None and exact.timer is not None and exact.timer.fires_at
+    assert abs(third.timer.fires_at - exact.timer.fires_at) < 0.1  # type: ignore[operator]
+    assert abs(first.timer.fires_at - third.timer.fires_at) > 1000  # type: ignore[operator]
+    read_at = exact.timer.fires_at - exact.timer.expires_ms / 1000
+    assert abs(third.timer.remaining_ms(read_at) - exact.timer.expires_ms) <= 100
+    assert 3_500_000 < exact.timer.expires_ms <= 3_600_000
+
+
+def _by_inode(reader: SocketReader) -> dict[int, Socket]:
+    return {s.inode: s for s in reader.read().sockets if s.inode}
 
 
 def test_turning_tcp_info_on_gives_records_with_it(lab: Lab) -> None:

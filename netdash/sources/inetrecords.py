@@ -48,9 +48,9 @@ _UDP_STATE_NAMES = tuple(DATAGRAM_STATES.get(n, _TCP_STATE_NAMES[n]) for n in ra
 _FAMILY_NAMES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
 
 #: What a socket's previous reading left for the next one: (head, tail, tail offset in the
-#: message, check, record). ``check`` is the idiag_expires the record holds (inet: a running
-#: timer's countdown is compared apart, see :func:`retimed`), or the message length (UNIX,
-#: whose head is the whole message). See :meth:`InetRecords.build`.
+#: message, check, record). ``check`` is the deadline of the record's running timer in monotonic
+#: ms, 0 for none (inet: a countdown is compared apart, see :func:`retimed`), or the message
+#: length (UNIX, whose head is the whole message). See :meth:`InetRecords.build`.
 Entry = tuple[bytes, bytes, int, int, Socket]
 
 
@@ -78,7 +78,7 @@ class InetRecords:
 
     def build(
         self, view: memoryview, off: int, proto: str, attrs: bool, want_info: bool,
-        expires: int,
+        expires: int, read_at: float,
     ) -> Entry:  # fmt: skip
         """A new record, and the bytes that say next time whether it is still right.
 
@@ -107,12 +107,12 @@ class InetRecords:
                 tcp = parse_tcp_info(view[info_start:info_end])
             head = bytes(view[base : max(info_end, mem_end, off + INET_MSG_END)])
         mem = self._meminfo(view[mem_start:mem_end]) if mem_start else None
-        sock = self._inet_socket(view, off, proto, tcp, mem, expires)
-        return (head, tail, tail_at, expires, sock)
+        sock = self._inet_socket(view, off, proto, tcp, mem, expires, read_at)
+        return (head, tail, tail_at, _deadline(expires, read_at), sock)
 
     def _inet_socket(
         self, view: memoryview, off: int, proto: str, tcp: TcpInfo | None, mem: MemInfo | None,
-        expires: int,
+        expires: int, read_at: float,
     ) -> Socket:  # fmt: skip
         fields = _INET_MSG.unpack_from(view, off + NLMSG_HEADER)
         (family, state, timer, retrans, sport, dport, src, dst, ifindex, cookie_lo, cookie_hi,
@@ -141,7 +141,11 @@ class InetRecords:
             None,
             None,
             cookie_lo | (cookie_hi << 32),
-            _make_timer(TIMER_NAMES.get(timer, "unknown"), expires, retrans) if timer else None,
+            _make_timer(
+                TIMER_NAMES.get(timer, "unknown"), expires, retrans, read_at + expires / 1000
+            )
+            if timer
+            else None,
             tcp,
             mem,
         )
@@ -186,21 +190,28 @@ class InetRecords:
         return name
 
 
-def retimed(entry: Entry, expires: int) -> Entry:
-    """The same record with its timer's countdown brought up to date.
+def retimed(entry: Entry, expires: int, read_at: float) -> Entry:
+    """The same record with its timer's new deadline.
 
-    Everything else of the socket compared equal, so its strings, tcp_info and memory are
-    shared; only the Socket and its Timer are new (~2 µs instead of ~10 µs for a new record).
-    A socket with a running timer (keepalive, TIME_WAIT) therefore still gets a new record on
-    every read, so ``Timer.expires_ms`` is always what the kernel said for this sample.
+    A running timer's countdown changes on every read; its deadline does not, until the timer
+    is re-armed (keepalive after a probe or traffic, retransmit) or fires. So a record is kept
+    while the deadline holds (see ``Timer``: ``expires_ms`` is then as of the first reading,
+    ``fires_at`` stays right), and only a moved deadline gets here: everything else compared
+    equal, so the strings, tcp_info and memory are shared and only the Socket and its Timer
+    are new (~2 µs instead of ~10 µs for a new record).
     """
     old = entry[4]
     timer = old.timer
     assert timer is not None
+    new_timer = _make_timer(timer.name, expires, timer.retrans, read_at + expires / 1000)
     sock = _make_socket(
         old.proto, old.family, old.state, old.local_addr, old.local_port, old.remote_addr,
         old.remote_port, old.recv_q, old.send_q, old.inode, old.uid, old.interface,
-        old.sock_type, old.peer_inode, old.cookie, _make_timer(timer.name, expires, timer.retrans),
-        old.tcp, old.mem,
+        old.sock_type, old.peer_inode, old.cookie, new_timer, old.tcp, old.mem,
     )  # fmt: skip
-    return (entry[0], entry[1], entry[2], expires, sock)
+    return (entry[0], entry[1], entry[2], _deadline(expires, read_at), sock)
+
+
+def _deadline(expires: int, read_at: float) -> int:
+    """A running timer's deadline in whole monotonic ms, 0 for none (the check of an Entry)."""
+    return int(read_at * 1000) + expires if expires else 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterator
 
 from netdash.model import Socket
@@ -55,6 +56,9 @@ _COMPAT_REFUSED = {errno.EINVAL, errno.ENOENT, errno.EOPNOTSUPP, errno.EPROTONOS
 _INET_HEAD = struct.Struct("=IHHI4x44xQI")
 _EXPIRES_AT = NLMSG_HEADER + 52  # inet_diag_msg.idiag_expires
 _ZERO4 = bytes(4)
+# How far a running timer's deadline (read time + idiag_expires) may wander between reads and
+# still be the same deadline: jiffies (up to 10 ms) and when exactly the kernel filled a reply.
+_SLACK_MS = 50
 
 
 class SockDiag(NetlinkDump):
@@ -70,6 +74,7 @@ class SockDiag(NetlinkDump):
         self._tcp_compat = True  # until the kernel refuses TCPDIAG_GETSOCK
         self._records = InetRecords(self._sock.fileno())
         self._sampling = False
+        self._read_at = 0.0  # time.monotonic() of the reply being parsed
 
     def begin(self) -> None:
         """Start a sample of several dumps: records of the previous sample can be reused until
@@ -94,6 +99,7 @@ class SockDiag(NetlinkDump):
             self.begin()
         try:
             for end in self._replies(request):
+                self._read_at = time.monotonic()  # a countdown read now ends at read_at + it
                 out: list[Socket] = []
                 done = parse(end, out)
                 if out:
@@ -191,6 +197,8 @@ class SockDiag(NetlinkDump):
         next_cache, same = self._next_cache, buf.startswith
         header, build, append = _INET_HEAD.unpack_from, self._records.build, out.append
         want_info = details and proto == "tcp"
+        read_at = self._read_at
+        now_ms = int(read_at * 1000)
         off = 0
         while off < end:
             length, mtype, _, mseq, cookie, expires = header(view, off)
@@ -199,21 +207,26 @@ class SockDiag(NetlinkDump):
                     return True
                 off += (length + 3) & ~3
                 continue
-            if expires:  # a running timer counts down on every read: compared without it
+            if expires:  # a running timer counts down on every read: compared apart
                 buf[off + _EXPIRES_AT : off + _EXPIRES_AT + 4] = _ZERO4
             entry = cache_get(cookie)
             if entry is not None:
-                head, tail, tail_at, was, sock = entry
+                head, tail, tail_at, deadline, sock = entry
                 if same(head, off + NLMSG_HEADER) and same(tail, off + tail_at):
-                    if was != expires:
-                        entry = retimed(entry, expires)
+                    if expires:
+                        if not -_SLACK_MS <= now_ms + expires - deadline <= _SLACK_MS:
+                            entry = retimed(entry, expires, read_at)  # re-armed elsewhen
+                            sock = entry[4]
+                    elif deadline:
+                        entry = retimed(entry, 0, read_at)  # firing now
                         sock = entry[4]
                     if keep:
                         next_cache[cookie] = entry
                     append(sock)
                     off += (length + 3) & ~3
                     continue
-            entry = build(view, off, proto, details and length > INET_MSG_END, want_info, expires)
+            entry = build(view, off, proto, details and length > INET_MSG_END, want_info,
+                          expires, read_at)  # fmt: skip
             if keep:
                 next_cache[cookie] = entry
             append(entry[4])
