@@ -333,6 +333,11 @@ def test_copy_is_independent() -> None:
     assert view.sort_column == 0 and len(view) == 50 and 3 in view and 100 not in view
     assert_consistent(view, {row.key: row for row in rows})
     assert copy.keys() == sorted(copy.keys(), key=lambda k: -copy.get(k).sort_values[1])
+    shown = copy.keys()
+    view.apply([make_row(200, 2), make_row(4, 9)], [5, 6])  # and the other way round
+    view.set_filter(lambda row: row.key % 2 == 0, narrowing=True)
+    assert copy.keys() == shown and copy.get(4).sort_values[0] == 4 and 5 in copy
+    assert 200 not in copy and copy.total == 50
 
 
 # -- benchmark: python tests/test_tableview.py --------------------------------------------------

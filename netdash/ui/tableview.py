@@ -329,24 +329,32 @@ class TableView:
         return (row for row in self._rows if row is not None)
 
     def copy(self) -> TableView:
-        """An independent view of the same rows, filter and order (~5 ms at 100k rows).
+        """An independent view of the same rows, filter and order, at no cost.
 
-        Rows are shared, not copied: they never change once handed over.
+        Copy-on-write: both views share their lists until one changes them (the first ``apply``
+        after a copy copies, ~5 ms at 100k rows). A producer that hands a copy to the UI on each
+        refresh and then does not change (an idle machine) keeps one set of lists, not two.
+        Rows are shared, never copied: they never change once handed over.
         """
         other = TableView.__new__(TableView)
         other.__dict__.update(self.__dict__)
-        other._rows = self._rows.copy()
-        other._slot_of = self._slot_of.copy()
-        other._arrival = self._arrival[:]
-        other._values = self._values.copy()
-        other._shown = self._shown[:]
-        other._free = self._free.copy()
-        other._all = self._all.copy()
-        other._order = self._order.copy()
-        other._presorted = {column: order.copy() for column, order in self._presorted.items()}
         other._positions = None
         other._scans = 0
+        self._shared = other._shared = True
         return other
+
+    def _own(self) -> None:
+        """Copy the lists this view shares with a copy, before changing them in place."""
+        if self._shared:
+            self._rows = self._rows.copy()
+            self._slot_of = self._slot_of.copy()
+            self._arrival = self._arrival[:]
+            self._values = self._values.copy()
+            self._shown = self._shown[:]
+            self._free = self._free.copy()
+            self._all = self._all.copy()
+            self._presorted = {column: order.copy() for column, order in self._presorted.items()}
+            self._shared = False
 
     # -- mutating ----------------------------------------------------------------------------
 
@@ -378,6 +386,7 @@ class TableView:
             else bytearray(map(bool, _verdicts(keep, unique)))
         )
         self._free: list[int] = []
+        self._shared = False  # lists shared with a copy (see copy)
         self._all: list[int] = self._sorted(numbers.copy())  # every row's slot, in sorted order
         self._presorted: dict[int, list[int]] = {  # fixed columns: every slot in their order
             column: self._sorted(numbers.copy(), self._fixed_values(column), reverse=False)
@@ -395,6 +404,7 @@ class TableView:
         Unknown removed keys are ignored. Returns True when the display order changed (rows
         appeared, vanished or moved), False when only cells did.
         """
+        self._own()
         rows, values, shown = self._rows, self._values, self._shown
         slot_of = self._slot_of
         getter = self._getter()
@@ -498,6 +508,8 @@ class TableView:
         )
         self._filter = row_filter
         self._filter_text = filter_text
+        if self._shared:
+            self._shown = self._shown[:]  # changed in place below; the other lists are not
         rows, shown = self._rows, self._shown
         if row_filter is None:
             self._shown = bytearray(map(_is_row, rows))
