@@ -16,8 +16,9 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
 from typing import Generic, Protocol, TypeVar
 
 from netdash.model import SUMMARY_STATES, Owner, Socket, SocketSample
@@ -221,15 +222,23 @@ class SocketRates(Mapping[Hashable, ByteRate]):
             return default
         return ZERO_RATE
 
-    def get_many(self, keys: Iterable[Hashable]) -> list[ByteRate | None]:
-        """``[self.get(key) for key in keys]``, at C speed for the sockets that moved."""
+    def get_many(
+        self, keys: Sequence[Hashable], socks: Sequence[Socket | None] | None = None
+    ) -> list[ByteRate | None]:
+        """``[self.get(key) for key in keys]``, at C speed for the sockets that moved.
+
+        ``socks`` (``by_key[key]`` for each key, if the caller has them) saves a lookup for the
+        idle ones: on the second sample of a fresh 100k-socket machine every key is one.
+        """
         found: list[ByteRate | None] = list(map(self._moved.get, keys))
         if None in found:
-            get = self.get
-            keys = list(keys) if not isinstance(keys, list) else keys
-            for index, rate in enumerate(found):
-                if rate is None:
-                    found[index] = get(keys[index])
+            if socks is None:
+                socks = list(map(self._by_key.get, keys))
+            unknown = self._unknown
+            for index in compress(range(len(found)), map(operator.is_, found, repeat(None))):
+                sock = socks[index]
+                if sock is not None and sock.tcp is not None and keys[index] not in unknown:
+                    found[index] = ZERO_RATE
         return found
 
     def __getitem__(self, key: Hashable) -> ByteRate:

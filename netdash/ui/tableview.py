@@ -28,7 +28,7 @@ import operator
 from array import array
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, filterfalse
+from itertools import compress, filterfalse, repeat
 from typing import Any, Literal, Protocol
 
 from rich.cells import cell_len, set_cell_size
@@ -413,29 +413,32 @@ class TableView:
         taken: set[int] = set()  # slots to take out of it
         shown_moved = False  # a visible row appeared, vanished or moved
         if keep is None and getter is not None:
-            changed, shown_moved = self._apply_unfiltered(changed, getter, moved, taken)
+            changed, shown_moved = self._apply_unfiltered(changed, moved, taken)
         added: list[int] = []
-        for row in changed:
+        # Sort values and verdicts in bulk (SortKey.many, a filter's many): at 100k changed rows
+        # two Python calls per row were a third of the time.
+        changed = changed if isinstance(changed, list) else list(changed)
+        new_values = self._values_of(changed) if getter is not None else repeat(None)
+        verdicts = _verdicts(keep, changed) if keep is not None else repeat(True)
+        for row, value, keeps in zip(changed, new_values, verdicts, strict=False):
             slot = slot_of.get(row.key)
             if slot is None:
-                slot = self._add(row)
+                slot = self._add(row, value, keeps)
                 moved.append(slot)
                 added.append(slot)
                 shown_moved = shown_moved or bool(shown[slot])
                 continue
             rows[slot] = row
             if keep is not None:
-                now = 1 if keep(row) else 0
+                now = 1 if keeps else 0
                 if now != shown[slot]:
                     shown[slot] = now
                     shown_moved = True
-            if getter is not None:
-                value = getter(row)
-                if value != values[slot]:
-                    values[slot] = value
-                    taken.add(slot)
-                    moved.append(slot)
-                    shown_moved = shown_moved or bool(shown[slot])
+            if getter is not None and value != values[slot]:
+                values[slot] = value
+                taken.add(slot)
+                moved.append(slot)
+                shown_moved = shown_moved or bool(shown[slot])
         freed: set[int] = set()
         for key in removed:
             slot = slot_of.pop(key, None)
@@ -455,11 +458,7 @@ class TableView:
         return True
 
     def _apply_unfiltered(
-        self,
-        changed: Iterable[Any],
-        getter: Callable[[Any], Any],
-        moved: list[int],
-        taken: set[int],
+        self, changed: Iterable[Any], moved: list[int], taken: set[int]
     ) -> tuple[list[Any], bool]:
         """The common case of :meth:`apply` (sorted, no filter) as a lean loop: ~30% faster.
 
@@ -469,13 +468,13 @@ class TableView:
         rows, values = self._rows, self._values
         lookup = self._slot_of.get
         new: list[Any] = []
-        for row in changed:
+        changed = changed if isinstance(changed, list) else list(changed)
+        for row, value in zip(changed, self._values_of(changed), strict=True):
             slot = lookup(row.key)
             if slot is None:
                 new.append(row)
                 continue
             rows[slot] = row
-            value = getter(row)
             if value != values[slot]:
                 values[slot] = value
                 taken.add(slot)
@@ -590,12 +589,13 @@ class TableView:
         getter = self._getter()
         return list(map(getter, rows))
 
-    def _add(self, row: Any) -> int:
+    def _add(self, row: Any, value: Any, keeps: object) -> int:
+        """A new row in a free slot, with its sort value and filter verdict."""
         arrival = self._next_arrival
         self._next_arrival += 1
-        getter = self._getter()
-        value = arrival if getter is None else getter(row)
-        shown = 1 if self._filter is None or self._filter(row) else 0
+        if self._sort_column is None:
+            value = arrival
+        shown = 1 if keeps else 0
         if self._free:
             slot = self._free.pop()
             self._rows[slot] = row

@@ -284,7 +284,10 @@ class ConnectionsFeed:
         sample = frame.sample
         socks = list(map(frame.by_key.__getitem__, keys))
         rates = frame.rates
-        found = rates.get_many(keys) if isinstance(rates, SocketRates) else map(rates.get, keys)
+        if isinstance(rates, SocketRates):
+            found: Iterable[object] = rates.get_many(keys, socks)
+        else:
+            found = map(rates.get, keys)
         owners_of, no_owner_reason = sample.owners.get, sample.no_owner_reason
         born_now = 0.0 if self._first else self._clock()
         built: list[ConnRow] = []
