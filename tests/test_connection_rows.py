@@ -230,3 +230,41 @@ def test_the_panes_filter_agrees_row_by_row_and_in_bulk_and_narrows_by_what_it_a
     typed = ConnFilter(show_unix=False, states=estab, group=None, checks=compile_query("5").checks)
     assert typed.added_to(narrower).states is None and len(typed.added_to(narrower).checks) == 1
     assert typed.added_to(None) is typed
+
+
+def test_groups_counted_in_bulk_match_a_row_by_row_count() -> None:
+    from collections import Counter
+
+    from netdash.ui.panes.connection_filter import ConnFilter
+    from netdash.ui.panes.connection_groups import GROUP_FIELDS, GroupEntry, group_rows, group_value
+
+    rig = Rig()
+    rig.machine.connect(80, state="LISTEN", comm="nginx")
+    rig.machine.connect(81, state="NEW_SYN_RECV")  # counted with SYN_RECV
+    rig.machine.socks[77] = Socket(
+        "unix", "unix", "ESTABLISHED", "/run/x", None, None, None, 0, 0, 77
+    )
+    rig.settled()
+    rig.machine.send(1003, acked=2048)
+    rig.machine.send(1004, acked=1024)
+    rig.tick()
+    rows = list(rig.feed.view.all_rows())
+    keep = ConnFilter(show_unix=True, states=None, group=None, checks=())
+    for field in GROUP_FIELDS:
+        groups = {row.key[1]: row for row in group_rows(field, rows, keep)}
+        expected: dict[object, list] = {}
+        for row in rows:  # the obvious way: one label per row
+            identity, label, _ = group_value(field, row)
+            group = expected.setdefault(identity, [label, 0, 0.0, Counter()])
+            group[1] += 1
+            group[2] += row.rate.tx if row.rate else 0.0
+            group[3][row.sock.state] += 1
+        assert groups.keys() == expected.keys()
+        for identity, (label, count, tx, states) in expected.items():
+            cells = groups[identity].cells
+            assert (cells[0], int(cells[1])) == (label, count)
+            assert groups[identity].sort_values[3] == tx
+            entry = GroupEntry(field, identity, label)
+            assert entry.many(rows) == [entry.matches(row) for row in rows]
+            assert sum(entry.many(rows)) == count
+            assert all(f"{n}" in cells[4] for n in states.values())

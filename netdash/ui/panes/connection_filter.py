@@ -9,6 +9,7 @@ it in its thread too).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 
 from netdash.ui.panes.connection_cells import ConnRow
@@ -84,4 +85,7 @@ class ConnFilter:
             return [
                 (s := row.sock).state in states and s.proto != "unix" and check(row) for row in rows
             ]
+        if group is not None:  # the group's identities in bulk, then the rest
+            rest = ConnFilter(show_unix=show_unix, states=states, group=None, checks=checks)
+            return list(map(operator.and_, group.many(rows), rest.many(rows)))
         return [self(row) for row in rows]
