@@ -304,6 +304,8 @@ async def test_process_screen_lists_its_sockets_and_esc_returns_to_the_same_row(
         app.sample_now()  # updates keep flowing to the process screen
         await pilot.pause()
         assert "sockets owned by" in "\n".join(screen_lines(app))
+        owned = {r.key for r in pane.view.all_rows() if any(o.pid == screen.pid for o in r.owners)}
+        assert set(screen.view.keys()) == owned  # the latest rows, only the process's
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is app.screen_stack[0]

@@ -9,7 +9,7 @@ screen, and the Connections pane underneath is exactly as the user left it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from rich.table import Table
 from rich.text import Text
@@ -43,6 +43,16 @@ def owned_by(pid: int) -> Callable[[ConnRow], bool]:
         return any(owner.pid == pid for owner in row.owners)
 
     return keep
+
+
+def owned_rows(rows: Iterable[ConnRow], pid: int) -> list[ConnRow]:
+    """The rows ``pid`` holds a descriptor on (one owner is the common case: tested first)."""
+    return [
+        row
+        for row in rows
+        if (owners := row.owners)
+        and (owners[0].pid == pid or any(owner.pid == pid for owner in owners[1:]))
+    ]
 
 
 def process_rows(info: ProcessInfo) -> list[tuple[str, Text]]:
@@ -96,11 +106,9 @@ class ProcessScreen(Screen[None]):
         super().__init__()
         self.pid = pid
         self.live = live
-        self._owned = owned_by(pid)
         self.view = TableView(
-            (row for row in connections.all_rows() if self._owned(row)),
+            owned_rows(connections.all_rows(), pid),
             sort_column=COLUMN_INDEX["state"],
-            row_filter=self._owned,
             sort_keys=SORT_KEYS,
         )
         self.info: ProcessInfo | None = None
@@ -168,14 +176,22 @@ class ProcessScreen(Screen[None]):
         return table
 
     def apply_update(self, update: ConnectionsUpdate) -> None:
-        """Called by the app for each refresh while this screen is on top."""
-        # Only this process's rows enter its view (and rows that stopped being its own leave).
-        view, owned = self.view, self._owned
-        mine = [row for row in update.changed if owned(row)]
-        gone = [row.key for row in update.changed if row.key in view and not owned(row)]
-        view.apply(mine, (*update.removed, *gone))
+        """Called by the app for each refresh while this screen is on top.
+
+        The process's rows are picked again from the feed's finished view (~15 ms at 100k
+        rows) rather than from the refresh's diff: when every counter moves the diff holds every
+        row, and this view is small, so a rebuild costs less than a diff.
+        """
         table = self.query_one(VirtualTable)
-        table.refresh_rows()
+        if update.view is not None:
+            old = self.view
+            self.view = TableView(
+                owned_rows(update.view.all_rows(), self.pid),
+                sort_column=old.sort_column,
+                reverse=old.reverse,
+                sort_keys=SORT_KEYS,
+            )
+            table.replace_view(self.view)
         table.tick()
         self._show_socket_count()
 
