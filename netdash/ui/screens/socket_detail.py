@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.table import Table
 from rich.text import Text
 from textual import work
@@ -57,7 +59,7 @@ def tcp_rows(info: TcpInfo) -> list[tuple[str, str]]:
     return rows
 
 
-def detail_rows(entry: ConnEntry) -> list[tuple[str, str]]:
+def detail_rows(entry: ConnEntry, now: float | None = None) -> list[tuple[str, str]]:
     sock = entry.sock
     rows = [
         ("protocol", f"{proto_label(sock)} ({sock.family})"),
@@ -74,7 +76,10 @@ def detail_rows(entry: ConnEntry) -> list[tuple[str, str]]:
         rows.append(("peer inode", str(sock.peer_inode)))
     if sock.timer is not None:
         timer = sock.timer
-        fires = f"{timer.name}, fires in {timer.expires_ms} ms, {timer.retrans} retrans"
+        # A kept record's countdown is from its first reading: count from its deadline instead
+        # (live only: a recording's deadlines are on another machine's clock).
+        left = timer.remaining_ms(now) if now is not None else timer.expires_ms
+        fires = f"{timer.name}, fires in {left} ms, {timer.retrans} retrans"
         rows.append(("timer", fires))
     if sock.mem is not None:
         mem = sock.mem
@@ -108,7 +113,8 @@ class SocketDetailScreen(ModalScreen[None]):
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
-        for label, value in detail_rows(self.entry):
+        now = time.monotonic() if self.live else None
+        for label, value in detail_rows(self.entry, now):
             table.add_row(label, Text(value))
         tcp_table = None
         info = self.entry.sock.tcp
