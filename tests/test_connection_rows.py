@@ -206,30 +206,51 @@ def test_a_unix_socket_bound_after_it_was_seen_moves_in_the_local_order() -> Non
 
 def test_the_panes_filter_agrees_row_by_row_and_in_bulk_and_narrows_by_what_it_adds() -> None:
     from netdash.query import compile_query
-    from netdash.ui.panes.connection_filter import ConnFilter
+    from netdash.ui.panes.connection_filter import ConnFilter, split_query
 
     rig = Rig()
     rig.machine.connect(80, state="LISTEN", comm="nginx")
+    rig.machine.connect(81, comm="Web Worker")
     unix = Socket("unix", "unix", "ESTABLISHED", "/run/x", None, None, None, 0, 0, 77)
     rig.machine.socks[77] = unix
     rig.tick()
     rows = list(rig.feed.view.all_rows())
     estab = frozenset({"ESTABLISHED"})
-    variants = [
-        ConnFilter(show_unix=unix_on, states=states, group=None, checks=checks)
-        for unix_on in (False, True)
-        for states in (None, estab)
-        for checks in ((), compile_query("100").checks, compile_query("10 !state:listen").checks)
-    ]
-    for keep in variants:
-        assert keep.many(rows) == [keep(row) for row in rows]
-    view_only = ConnFilter(show_unix=False, states=None, group=None, checks=())
-    narrower = ConnFilter(show_unix=False, states=estab, group=None, checks=())
+    for text in ("100", "10 !state:listen", "NGINX", "'web worker'", "10.0.0.1:80", "::1", "x y"):
+        query = compile_query(text)
+        needles, checks = split_query(query)
+        for unix_on in (False, True):
+            for states in (None, estab):
+                keep = ConnFilter(
+                    show_unix=unix_on, states=states, group=None, checks=checks, needles=needles
+                )
+                expected = [
+                    (unix_on or r.sock.proto != "unix")
+                    and (states is None or r.sock.state in states)
+                    and query(r)
+                    for r in rows
+                ]
+                assert [keep(row) for row in rows] == expected, text
+                assert keep.many(rows) == expected, text
+    assert split_query(compile_query("Nginx !state:listen")) == (("nginx",), ANY_ONE)
+    view_only = ConnFilter(show_unix=False, states=None, group=None)
+    narrower = ConnFilter(show_unix=False, states=estab, group=None)
     added = narrower.added_to(view_only)
     assert added.states == estab and added.show_unix  # the UNIX test is not repeated
-    typed = ConnFilter(show_unix=False, states=estab, group=None, checks=compile_query("5").checks)
-    assert typed.added_to(narrower).states is None and len(typed.added_to(narrower).checks) == 1
+    typed = ConnFilter(show_unix=False, states=estab, group=None, needles=("5",))
+    grown = ConnFilter(show_unix=False, states=estab, group=None, needles=("5", "x"))
+    assert grown.added_to(typed).needles == ("x",) and grown.added_to(typed).states is None
     assert typed.added_to(None) is typed
+
+
+class _AnyOne:
+    """Equal to any 1-tuple (a compiled check is a fresh function)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, tuple) and len(other) == 1
+
+
+ANY_ONE = _AnyOne()
 
 
 def test_groups_counted_in_bulk_match_a_row_by_row_count() -> None:

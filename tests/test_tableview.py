@@ -246,6 +246,11 @@ def test_narrowing_and_widening_test_only_the_rows_that_can_change(with_many: bo
     rng = random.Random(with_many)
     rows = {k: make_row(k, random_value(rng), rng.choice("abcd")) for k in range(400)}
     view = TableView(rows.values(), sort_column=0, reverse=True)
+    first = CountingFilter(lambda row: row.search_text[-1] != "d", with_many)
+    view.set_filter(first, narrowing=True)  # every row shown, no free slot: tested in bulk
+    assert first.calls == 400
+    assert_consistent(view, rows)
+    view.set_filter(None, widening=True)
     view.apply([], rng.sample(sorted(rows), 40))  # free slots among the rows
     for key in [k for k in rows if k not in view]:
         del rows[key]

@@ -24,7 +24,7 @@ from textual.widgets import Input
 from netdash.model import HostInfo
 from netdash.query import Query, QueryError, compile_query
 from netdash.textsafe import visible
-from netdash.ui.panes.connection_filter import ConnFilter
+from netdash.ui.panes.connection_filter import ConnFilter, split_query
 from netdash.ui.panes.connection_groups import (
     GROUP_COLUMNS,
     GROUP_FIELDS,
@@ -211,10 +211,12 @@ class ConnectionsPane(Vertical):
         states = _VIEW_STATES.get(self.view_mode)
         show_unix = self.show_unix
         group = self.group_entry if with_group else None
-        checks = self.query.checks if self.query else ()
-        if states is None and show_unix and group is None and not checks:
+        needles, checks = split_query(self.query)
+        if states is None and show_unix and group is None and not checks and not needles:
             return None
-        return ConnFilter(show_unix=show_unix, states=states, group=group, checks=checks)
+        return ConnFilter(
+            show_unix=show_unix, states=states, group=group, checks=checks, needles=needles
+        )
 
     def _apply_filter(self, narrowing: bool = False, widening: bool = False) -> None:
         """Filter the view now; ``narrowing`` / ``widening`` promise the new filter only hides /
