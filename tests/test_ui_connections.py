@@ -537,3 +537,32 @@ async def test_a_refresh_swaps_in_the_feeds_view_even_when_a_sort_raced_it():
         assert cursor_entry(pane).sock.key == cursor
         following = app._sample_in_thread()  # the feed now builds with the user's sort
         assert following is None or following.view is None or following.view.sort_column == column
+
+
+async def test_a_long_filter_scrolls_in_its_box_and_typing_costs_no_layout():
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await load(app, pilot)
+        await pilot.press("slash")
+        await pilot.pause()
+        layouts = []
+        box = pane.filter_input
+        box_refresh = box.refresh
+
+        def counting_refresh(*args, **kwargs):
+            if kwargs.get("layout"):
+                layouts.append(True)
+            return box_refresh(*args, **kwargs)
+
+        box.refresh = counting_refresh  # type: ignore[method-assign]
+        for char in "a" * 20:
+            await pilot.press(char)
+        await pilot.pause()
+        assert not layouts  # a letter typed repaints the box, it does not lay out the screen
+        for char in "a" * 70 + "zq":
+            await pilot.press(char)
+        await pilot.pause()
+        assert len(layouts) <= 1  # once, when the text first outgrows the box
+        assert pane.filter_input.value.endswith("azq")
+        box_line = next(line for line in screen_lines(app) if "aaaa" in line)
+        assert "azq" in box_line  # scrolled to the cursor, not cut at the start

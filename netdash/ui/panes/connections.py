@@ -17,6 +17,7 @@ from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.geometry import Size
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input
@@ -77,6 +78,24 @@ class FilterStatus(Widget):
         return text
 
 
+class FilterInput(Input):
+    """The ``/`` box: an Input whose typing does not re-lay out the whole screen.
+
+    Textual's Input sets ``virtual_size`` (a layout reactive) on every change of its value, as
+    its text grows by a cell: each letter typed re-laid out the screen (~12 ms here, inside a
+    50 ms budget at 100k rows). This box's own size never depends on its text (one line, the
+    full width), so the virtual size is set without a layout; only its horizontal scrolling,
+    which it updates itself, needs it. Everything else is Input's.
+    """
+
+    def _watch_value(self, value: str) -> None:
+        size = Size(self.content_width, 1)
+        if size != self.virtual_size:
+            self.set_reactive(Input.virtual_size, size)
+            self._scroll_update(size)
+        super()._watch_value(value)  # sets the same size again: no refresh
+
+
 class ConnectionsPane(Vertical):
     """Summary, filter line and the socket table (or the group table while grouping)."""
 
@@ -133,7 +152,7 @@ class ConnectionsPane(Vertical):
     def compose(self) -> ComposeResult:
         yield StateSummary(id="summary")
         yield FilterStatus(id="filter-status")
-        yield Input(
+        yield FilterInput(
             placeholder="filter: state:estab port:443 proc:nginx addr:10.0.0.0/8 !state:listen",
             id="filter-input",
         )
