@@ -6,20 +6,22 @@ The Connections pane shows up to 100,000 sockets. Textual's ``DataTable`` spends
 
 Why rows live in *slots* (a list indexed by small ints) rather than in a ``dict`` keyed by the
 row key: socket keys are tuples, and hashing a 6-tuple costs ~110 ns, with a cache miss or three
-when the keys are walked in sorted (that is, random memory) order. Sorting 100k rows through
-``rows[key]`` lookups took 110 ms when re-sorting an already sorted view; through a slot list the
-sort key is ``values.__getitem__`` (C, no hashing) and the same re-sort takes ~20-30 ms. Each slot
-also keeps its row's current sort value and filter verdict, so :meth:`TableView.apply` hashes the
-key of each changed row once and never touches the old version of a row. Instead of a
-``dict[key, position]`` rebuilt after every change, :meth:`TableView.position_of` builds its index
-lazily, on the first question after the order changed.
+when the keys are walked in sorted (that is, random memory) order. Through a slot list the sort
+key is ``values.__getitem__`` (C, no hashing). Each slot keeps its row's current sort value and
+filter verdict, so :meth:`TableView.apply` hashes the key of each changed row once and never
+touches the old version of a row.
 
-For producers: a row that ``apply`` replaces is freed on the UI thread when the view held the
-last reference to it — measured 100 ms instead of 50 when all 100k rows changed. A producer that
-keeps the previous generation of rows alive until its next tick moves that cost to its thread.
+Every row is kept in sorted order, hidden or not, and the filter only masks it: a filter that
+narrows or widens tests only the rows whose verdict can change, and the visible order is one
+C-speed ``compress`` away, never a sort. Columns whose value derives from the row's key
+(``SortKey.fixed``: a socket's endpoints) can be kept presorted, so sorting by them costs no
+sort at all. Filters and sort keys may work on whole lists (``many``): at 100k rows, Python's
+per-row call overhead is most of the cost.
 
-Nothing here touches a widget, so a worker thread may build a ``TableView``; but a view handed to
-a widget must then only be mutated on the UI thread (the widget reads it while painting).
+Producers: a view may be built and updated in a worker thread and handed to the UI as a
+:meth:`~TableView.copy` (copy-on-write, O(1)); the UI thread then only swaps views. A view handed
+to a widget must only be mutated on the UI thread (the widget reads it while painting). Freeing
+100k replaced rows costs ~50 ms: a producer should drop the last references in its own thread.
 """
 
 from __future__ import annotations
@@ -29,13 +31,12 @@ from array import array
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, filterfalse, repeat
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from rich.cells import cell_len, set_cell_size
+from netdash.ui.columns import SEPARATOR, Column, fit_cell, header_cell, layout_columns
 
-from netdash.textsafe import visible
-
-__all__ = [
+__all__ = [  # Column and the cell helpers live in netdash.ui.columns; re-exported here
+    "SEPARATOR",
     "Column",
     "Row",
     "RowFilter",
@@ -47,63 +48,6 @@ __all__ = [
     "layout_columns",
     "search_filter",
 ]
-
-#: Cells are separated by one space: a box-drawing rule would cost a column per cell at 80 wide.
-SEPARATOR = 1
-
-
-@dataclass(frozen=True)
-class Column:
-    """How one column is shown; the table drops and sizes columns to fit the terminal.
-
-    ``width`` is the preferred width and ``min_width`` the narrowest useful one (0: same as
-    ``width``). When the minimum widths do not fit, columns are dropped highest ``priority``
-    number first (1 = never dropped before anything else). ``flex`` columns (Process, Remote)
-    take whatever width is left once every column has its preferred width.
-    """
-
-    key: str
-    title: str
-    width: int
-    min_width: int = 0
-    align: Literal["left", "right"] = "left"
-    priority: int = 1
-    flex: bool = False
-
-    def __post_init__(self) -> None:
-        if self.min_width <= 0 or self.min_width > self.width:
-            object.__setattr__(self, "min_width", self.width)
-
-
-def layout_columns(
-    columns: Sequence[Column], width: int, hidden: Iterable[str] = ()
-) -> list[tuple[int, int]]:
-    """``(column index, cell width)`` of the columns shown in ``width`` cells, left to right.
-
-    Columns whose key is in ``hidden`` are never shown (a view that makes them meaningless).
-    Drops columns by priority until the minimum widths (plus one separator between cells) fit,
-    grows the survivors toward their preferred widths (most important first), then gives what is
-    left to the flex columns. The result never exceeds ``width`` (a single survivor is cut).
-    """
-    skip = set(hidden)
-    shown = [i for i, column in enumerate(columns) if column.key not in skip]
-
-    def needed(indices: list[int]) -> int:
-        return sum(columns[i].min_width for i in indices) + SEPARATOR * max(len(indices) - 1, 0)
-
-    while len(shown) > 1 and needed(shown) > width:
-        shown.remove(max(shown, key=lambda i: (columns[i].priority, i)))
-    widths = {i: min(columns[i].min_width, max(width, 0)) for i in shown}
-    spare = width - needed(shown)
-    for i in sorted(shown, key=lambda i: (columns[i].priority, i)):
-        grow = max(min(spare, columns[i].width - widths[i]), 0)
-        widths[i] += grow
-        spare -= grow
-    flexible = [i for i in shown if columns[i].flex]
-    for n, i in enumerate(flexible):
-        share = spare // len(flexible) + (1 if n < spare % len(flexible) else 0)
-        widths[i] += max(share, 0)
-    return [(i, widths[i]) for i in shown]
 
 
 @dataclass(frozen=True, slots=True)
@@ -770,35 +714,3 @@ def _insertion_point(
         else:
             hi = mid
     return lo
-
-
-def fit_cell(text: str, width: int, align: str = "left") -> str:
-    """``text`` padded or cut to exactly ``width`` terminal cells, cut text ending in "…".
-
-    Control characters are made visible first: a producer should already have done it, but a raw
-    ESC reaching the terminal would be worse than doing it twice. Wide (CJK) characters count two.
-    """
-    if width <= 0:
-        return ""
-    if not text.isprintable():
-        text = visible(text)
-    if text.isascii():
-        if len(text) > width:
-            return text[: width - 1] + "…"
-        return text.ljust(width) if align == "left" else text.rjust(width)
-    length = cell_len(text)
-    if length > width:
-        return set_cell_size(text, width - 1) + "…"
-    pad = " " * (width - length)
-    return text + pad if align == "left" else pad + text
-
-
-def header_cell(title: str, arrow: str, width: int, align: str = "left") -> str:
-    """A column title fitted to ``width``, the sort ``arrow`` kept visible even when cut."""
-    if not arrow:
-        return fit_cell(title, width, align)
-    if width <= 1:
-        return arrow[:width]
-    room = width - 1
-    label = title if cell_len(title) <= room else fit_cell(title, room)
-    return fit_cell(label + arrow, width, align)

@@ -141,6 +141,7 @@ class ConnectionsFeed:
         self._first = True
         self._owners_seen: tuple[object, bool, bool] | None = None
         self._unsettled: set[Hashable] = set()  # see the end of _rows_for
+        self._rebound: list[Hashable] = []
         # Views the UI thread replaced: dropped here, so that freeing 100k replaced rows (and
         # the socket records only they still hold) costs this thread, not the event loop.
         self._retired: list[object] = []
@@ -170,9 +171,8 @@ class ConnectionsFeed:
         if full:
             view.replace_all(changed)
         elif changed or removed:
-            moved = self._moved_endpoints(changed)
-            if moved:  # their fixed sort values changed: out, then in again as new rows
-                view.apply((), moved)
+            if self._rebound:  # their fixed sort values changed: out, then in again as new rows
+                view.apply((), self._rebound)
             view.apply(changed, removed)
         if self.paused:
             self._hold(frame, changed, removed)
@@ -218,21 +218,6 @@ class ConnectionsFeed:
 
     def _hand_over(self) -> TableView:
         return self._view.copy()
-
-    def _moved_endpoints(self, rows: list[ConnRow]) -> list[Hashable]:
-        """Keys of the UNIX rows whose path or peer changed (the only rows whose endpoint sort
-        values can change without a new key: a socket bound after it was first seen)."""
-        current = self._view.get
-        moved = []
-        for row in rows:
-            if row.sock.proto == "unix":
-                old = current(row.key)
-                if old is not None and (old.local_key, old.remote_key) != (
-                    row.local_key,
-                    row.remote_key,
-                ):
-                    moved.append(row.key)
-        return moved
 
     # -- rows ----------------------------------------------------------------------------------
 
@@ -291,6 +276,7 @@ class ConnectionsFeed:
         owners_of, no_owner_reason = sample.owners.get, sample.no_owner_reason
         born_now = 0.0 if self._first else self._clock()
         built: list[ConnRow] = []
+        rebound = self._rebound = []  # keys whose endpoint sort value changed (see consume)
         olds = self._view.rows_for(keys)
         for key, sock, old, rate in zip(keys, socks, olds, found, strict=True):
             if sock.state in QUIET_STATES:
@@ -310,7 +296,14 @@ class ConnectionsFeed:
                     reason = None if owners else no_owner_reason(sock)
                 born = old.born
             # The old version hands on what depends only on the socket's identity.
-            built.append(ConnRow(key, sock, owners, reason, rate, born, old))
+            row = ConnRow(key, sock, owners, reason, rate, born, old)
+            built.append(row)
+            if (
+                old is not None
+                and sock.proto == "unix"
+                and (row.local_key is not old.local_key and row.local_key != old.local_key)
+            ):
+                rebound.append(key)  # a UNIX socket bound after it was first seen
         # The rows whose rate may change on the next tick although their socket does not: a
         # moving connection that goes idle keeps its record (the source reuses it) but its rate
         # drops to zero, and a new one gets its first rate.
