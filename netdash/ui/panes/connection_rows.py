@@ -100,7 +100,7 @@ class ConnectionsUpdate:
 
     ``view`` is the finished table (all rows, filtered and sorted as the feed's spec said), or
     None when nothing in it changed. ``changed`` (rows changed or added) and ``removed`` (keys)
-    are the same refresh as a diff, for views kept elsewhere (the Process screen).
+    are the same refresh as a diff, for consumers that keep state of their own.
     """
 
     frame: ConnectionsFrame
@@ -158,7 +158,7 @@ class ConnectionsFeed:
         self._retired.extend(done)
 
     def release(self) -> None:
-        """Free the retired views (sampling thread, before it reads the next sample: the old
+        """Free what the UI retired (sampling thread, before it reads the next sample: the old
         rows' socket records are freed before the new ones are built)."""
         self._retired.clear()
 
