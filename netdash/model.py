@@ -54,12 +54,17 @@ NO_OWNER_DENIED = "owner hidden: a process refused access to its fds, even to ro
 NO_OWNER_UNKNOWN = "no owner found: kernel socket, or its process just closed it"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots, on purpose: see below
 class TcpInfo:
     """The fields of ``struct tcp_info`` (linux/tcp.h) that netdash shows.
 
     Times are in microseconds as the kernel reports them. Fields added to the struct after
     Linux 4.x are ``None`` when the kernel's struct is too short to hold them.
+
+    Live records are :class:`~netdash.sources.tcpinfo.PackedTcpInfo`, a subclass that reads
+    each field from the kernel's bytes. With 39 slots here every one of those would carry 312
+    bytes of empty slots (31 MB at 100,000 sockets); without them a packed record is ~100
+    bytes, and only the rare eager record (old kernels, recordings) pays for a ``__dict__``.
     """
 
     ca_state: int

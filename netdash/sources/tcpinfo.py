@@ -105,7 +105,7 @@ def fast_constructor(cls: type[T]) -> Callable[..., T]:
     return make
 
 
-_make_tcp_info = fast_constructor(TcpInfo)
+_make_tcp_info = TcpInfo  # not slotted (see its docstring), and built only for old kernels
 _make_meminfo = fast_constructor(MemInfo)
 
 
@@ -175,11 +175,11 @@ _VOLATILE_FIRST = ("bytes_acked", "bytes_received", "segs_out", "segs_in", "data
 class PackedTcpInfo(TcpInfo):
     """A :class:`TcpInfo` that keeps the kernel's bytes and reads each field when asked.
 
-    An eager TcpInfo is ~850 bytes at 100,000 sockets (39 slots, most holding an int object of
-    its own) and costs ~3.5 µs to build; this one shares the bytes that the reader keeps anyway
-    to tell whether a socket changed (``head`` holds tcp_info bytes ``[0, HEAD_END)`` from
-    offset ``at``, ``tail`` bytes ``[TAIL_START, ...)``), costs ~0.3 µs to build, and each
-    field read is one ``unpack_from`` (~0.15 µs). Most records are never read past the few
+    An eager TcpInfo is ~850 bytes or more (39 fields, most holding an int object of its own)
+    and costs ~3.5 µs to build; this one is ~100 bytes, shares the bytes that the reader keeps
+    anyway to tell whether a socket changed (``head`` holds tcp_info bytes ``[0, HEAD_END)``
+    from offset ``at``, ``tail`` bytes ``[TAIL_START, ...)``), costs ~0.3 µs to build, and
+    each field read is one ``unpack_from`` (~0.15 µs). Most records are never read past the few
     fields a row or a rate needs.
 
     It is a TcpInfo in every way callers use: ``isinstance``, ``dataclasses.fields`` and

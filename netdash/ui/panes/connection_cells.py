@@ -3,15 +3,16 @@
 At 100,000 sockets a row that carried its 13 cell strings, 13 sort values and a search string
 cost ~1.5 KB and ~20 µs to build (150 MB, and seconds per refresh when every counter moved). Only
 ~40 rows are ever on screen, so a :class:`ConnRow` holds what it is made of (the socket, its
-owners, its byte rate) plus its search text, and builds its cells when first painted and a
-column's sort value when the view sorts by it (:data:`SORT_KEYS`). Rows never change once built
+owners, its byte rate) and its endpoints' sort values, and builds its cells when first painted,
+its search text when a filter first asks and a column's sort value when the view sorts by it
+(:data:`SORT_KEYS`). Rows never change once built
 (a new socket record makes a new row), so what they cache stays true. No Textual here: rows are
 built in the sampling thread.
 
 The search text is what identifies a socket (protocol, state, endpoints, pid, process, user), not
 its counters: a row must not blink in and out of a free-text filter as its RTT moves from 0.52
 to 0.48 ms, and text that does not depend on counters is built once per socket, not per change
-(the feed hands it from one version of a row to the next).
+(the feed hands it from one version of a row to the next, built or not).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class ConnRow:
 
     __slots__ = (
         "_cells",
+        "_text",
         "born",
         "key",
         "local_key",
@@ -104,7 +106,6 @@ class ConnRow:
         "reason",
         "remote_key",
         "sock",
-        "text",
     )
 
     def __init__(
@@ -131,13 +132,12 @@ class ConnRow:
             # The first test is the common case, inlined (states are the source's constants).
             same = like.owners is owners and like.sock.state is sock.state
             if (same and like.reason == reason) or like.same_identity(sock, owners, reason):
-                self.text: str = like.text
+                self._text: str | None = like._text
                 return
         else:
             self.local_key = _PREFIXES[sock.local_addr] + _PORTS[sock.local_port]
             self.remote_key = _PREFIXES[sock.remote_addr] + _PORTS[sock.remote_port]
-        #: Lower-case search text (the free-text filter's target); see the module docstring.
-        self.text = identity_text(sock, owners, reason)
+        self._text = None
 
     def __repr__(self) -> str:
         return f"ConnRow({self.key!r}, {self.sock.state})"
@@ -157,6 +157,15 @@ class ConnRow:
     @property
     def styles(self) -> tuple[str | None, ...] | None:
         return row_styles(self)
+
+    @property
+    def text(self) -> str:
+        """Lower-case search text (the free-text filter's target; see the module docstring),
+        built when a filter first asks: 12 MB at 100,000 rows that nobody searches."""
+        text = self._text
+        if text is None:
+            text = self._text = identity_text(self.sock, self.owners, self.reason)
+        return text
 
     @property
     def search_text(self) -> str:

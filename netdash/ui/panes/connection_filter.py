@@ -82,10 +82,11 @@ class ConnFilter:
             return False
         if self.group is not None and not self.group.matches(row):
             return False
-        text = row.text
-        for needle in self.needles:
-            if needle not in text:
-                return False
+        if self.needles:
+            text = row.text
+            for needle in self.needles:
+                if needle not in text:
+                    return False
         for check in self.checks:  # noqa: SIM110 - all() over a generator is the cost avoided
             if not check(row):
                 return False
