@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import socket
 import struct
+import sys
 
 from netdash.model import DATAGRAM_STATES, TCP_STATES, TIMER_NAMES, MemInfo, Socket, TcpInfo, Timer
 from netdash.sources.tcpinfo import (
@@ -46,6 +47,10 @@ _make_timer = fast_constructor(Timer)
 _TCP_STATE_NAMES = tuple(TCP_STATES.get(n, f"UNKNOWN({n})") for n in range(256))
 _UDP_STATE_NAMES = tuple(DATAGRAM_STATES.get(n, _TCP_STATE_NAMES[n]) for n in range(256))
 _FAMILY_NAMES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
+# The dump loop reads cookie[2] as one native u64 (the records' key). On little-endian machines
+# that is the cookie's value (cookie[0] holds the low half), and sharing that int object with
+# the record saves 3 MB at 100,000 sockets.
+_HEADER_COOKIE_IS_VALUE = sys.byteorder == "little"
 
 #: What a socket's previous reading left for the next one: (head, tail, tail offset in the
 #: message, check, record). ``check`` is the deadline of the record's running timer in monotonic
@@ -78,7 +83,7 @@ class InetRecords:
 
     def build(
         self, view: memoryview, off: int, proto: str, attrs: bool, want_info: bool,
-        expires: int, read_at: float,
+        expires: int, read_at: float, cookie: int,
     ) -> Entry:  # fmt: skip
         """A new record, and the bytes that say next time whether it is still right.
 
@@ -107,12 +112,12 @@ class InetRecords:
                 tcp = parse_tcp_info(view[info_start:info_end])
             head = bytes(view[base : max(info_end, mem_end, off + INET_MSG_END)])
         mem = self._meminfo(view[mem_start:mem_end]) if mem_start else None
-        sock = self._inet_socket(view, off, proto, tcp, mem, expires, read_at)
+        sock = self._inet_socket(view, off, proto, tcp, mem, expires, read_at, cookie)
         return (head, tail, tail_at, _deadline(expires, read_at), sock)
 
     def _inet_socket(
         self, view: memoryview, off: int, proto: str, tcp: TcpInfo | None, mem: MemInfo | None,
-        expires: int, read_at: float,
+        expires: int, read_at: float, cookie: int,
     ) -> Socket:  # fmt: skip
         fields = _INET_MSG.unpack_from(view, off + NLMSG_HEADER)
         (family, state, timer, retrans, sport, dport, src, dst, ifindex, cookie_lo, cookie_hi,
@@ -140,7 +145,7 @@ class InetRecords:
             self.interface_name(ifindex) if ifindex else None,
             None,
             None,
-            cookie_lo | (cookie_hi << 32),
+            cookie if _HEADER_COOKIE_IS_VALUE else cookie_lo | (cookie_hi << 32),
             _make_timer(
                 TIMER_NAMES.get(timer, "unknown"), expires, retrans, read_at + expires / 1000
             )

@@ -226,7 +226,7 @@ class SockDiag(NetlinkDump):
                     off += (length + 3) & ~3
                     continue
             entry = build(view, off, proto, details and length > INET_MSG_END, want_info,
-                          expires, read_at)  # fmt: skip
+                          expires, read_at, cookie)  # fmt: skip
             if keep:
                 next_cache[cookie] = entry
             append(entry[4])

@@ -5,8 +5,8 @@ cost ~1.5 KB and ~20 µs to build (150 MB, and seconds per refresh when every co
 ~40 rows are ever on screen, so a :class:`ConnRow` holds what it is made of (the socket, its
 owners, its byte rate) and builds its cells when first painted, its search text when a filter
 first asks and a column's sort value when the view sorts by it (:data:`SORT_KEYS`). Rows never
-change once built (a new socket record makes a new row), so what they cache stays true. No Textual here: rows are
-built in the sampling thread.
+change once built (a new socket record makes a new row), so what they cache stays true. No
+Textual here: rows are built in the sampling thread.
 
 The search text is what identifies a socket (protocol, state, endpoints, pid, process, user), not
 its counters: a row must not blink in and out of a free-text filter as its RTT moves from 0.52
