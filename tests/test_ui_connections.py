@@ -18,6 +18,8 @@ from netdash.ui.screens.help import HelpScreen
 from netdash.ui.screens.owner_chooser import OwnerChooser
 from netdash.ui.screens.process import ProcessScreen
 from netdash.ui.screens.socket_detail import SocketDetailScreen
+from netdash.ui.widgets.state_summary import StateSummary
+from netdash.ui.widgets.status_line import StatusLine
 from netdash.ui.widgets.virtual_table import VirtualTable
 
 RECORDING = Path(__file__).parent / "fixtures" / "connections.recording.json"
@@ -566,3 +568,23 @@ async def test_a_long_filter_scrolls_in_its_box_and_typing_costs_no_layout():
         assert pane.filter_input.value.endswith("azq")
         box_line = next(line for line in screen_lines(app) if "aaaa" in line)
         assert "azq" in box_line  # scrolled to the cursor, not cut at the start
+
+
+async def test_an_unchanged_header_and_summary_are_not_repainted():
+    """An idle host: the same counts and the same header line every second cost no repaint."""
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await load(app, pilot)
+        summary, status = pane.query_one(StateSummary), app.query_one(StatusLine)
+        repaints: list[str] = []
+        summary.refresh = lambda *a, **k: repaints.append("summary")  # type: ignore[method-assign]
+        status.refresh = lambda *a, **k: repaints.append("status")  # type: ignore[method-assign]
+        summary.update_counts(dict(summary.counts), summary.history)
+        status.redraw()
+        assert repaints == []
+        counts = dict(summary.counts)
+        counts["ESTABLISHED"] = counts.get("ESTABLISHED", 0) + 1
+        summary.update_counts(counts, summary.history)
+        status.total += 1
+        status.redraw()
+        assert repaints == ["summary", "status"]

@@ -128,7 +128,7 @@ class NetdashApp(App[int]):
         status.sampled_at = update.frame.sample.taken_at
         status.shown, status.total = len(pane.view), pane.view.total
         status.error = None
-        status.refresh()
+        status.redraw()
         if isinstance(self.screen, ProcessScreen):
             self.screen.apply_update(update)
 
@@ -136,7 +136,7 @@ class NetdashApp(App[int]):
     def _failed(self, message: SourceFailed) -> None:
         status = self.query_one(StatusLine)
         status.error = f"{message.source}: {message.error}"
-        status.refresh()
+        status.redraw()
 
     @on(ConnectionsPane.UnixToggled)
     def _unix_toggled(self, message: ConnectionsPane.UnixToggled) -> None:
@@ -167,7 +167,7 @@ class NetdashApp(App[int]):
         self.feed.paused = self.paused  # sampling and history go on; the view holds still
         status = self.query_one(StatusLine)
         status.paused = self.paused
-        status.refresh()
+        status.redraw()
         if not self.paused:
             self.poller.poke()
 

@@ -335,7 +335,7 @@ class ConnectionsPane(Vertical):
         self.show_unix = not self.show_unix
         summary = self.query_one(StateSummary)
         summary.show_unix = self.show_unix
-        summary.refresh()
+        summary.redraw()
         self.post_message(self.UnixToggled(self.show_unix))
         self._apply_filter(narrowing=not self.show_unix, widening=self.show_unix)
 

@@ -44,19 +44,34 @@ class StateSummary(Widget):
         self.counts: dict[str, int] = {}
         self.history = HistorySnapshot()
         self.show_unix = False
+        self._text: Text | None = None  # what was last painted, and at which width
+        self._width = -1
 
     def update_counts(self, counts: dict[str, int], history: HistorySnapshot) -> None:
         self.counts = dict(counts)
         self.history = history
-        self.refresh()
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Repaint if the text changed: steady counts draw the same sparklines every second,
+        and an idle host should cost no repaint at all."""
+        text = self._build(self.size.width)
+        if text != self._text:
+            self._text, self._width = text, self.size.width
+            self.refresh()
 
     def grew(self, name: str) -> bool:
         before = self.history.value_ago(name, GROWTH_WINDOW)
         return before is not None and self.counts.get(name, 0) > before
 
     def render(self) -> Text:
+        if self._text is None or self._width != self.size.width:
+            self._text, self._width = self._build(self.size.width), self.size.width
+        return self._text
+
+    def _build(self, total_width: int) -> Text:
         cells = [c for c in SUMMARY_CELLS if c[0] != "UNIX" or self.show_unix]
-        width = max(16, self.size.width // CELLS_PER_LINE)
+        width = max(16, total_width // CELLS_PER_LINE)
         text = Text(no_wrap=True, overflow="crop")
         for index, (name, label) in enumerate(cells):
             if index and index % CELLS_PER_LINE == 0:

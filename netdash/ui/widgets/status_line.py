@@ -38,11 +38,25 @@ class StatusLine(Widget):
         self.shown = 0
         self.total = 0
         self.error: str | None = None
+        self._text: Text | None = None  # what was last painted
 
     def on_mount(self) -> None:
-        self.set_interval(1.0, self.refresh)  # the sample's age keeps moving
+        self.set_interval(1.0, self.redraw)  # the sample's age keeps moving
+
+    def redraw(self) -> None:
+        """Repaint if the line changed (after a sample, and each second for the age): on an
+        idle host the line reads the same from tick to tick and costs no repaint."""
+        text = self._build()
+        if text != self._text:
+            self._text = text
+            self.refresh()
 
     def render(self) -> Text:
+        if self._text is None:
+            self._text = self._build()
+        return self._text
+
+    def _build(self) -> Text:
         """Most urgent first, so a narrow terminal cuts the least useful facts: is it live,
         how fresh, how many rows, then where and how it is looking."""
         text = Text(no_wrap=True, overflow="ellipsis")
