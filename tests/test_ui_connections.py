@@ -588,3 +588,10 @@ async def test_an_unchanged_header_and_summary_are_not_repainted():
         status.total += 1
         status.redraw()
         assert repaints == ["summary", "status"]
+
+
+def test_the_sample_age_reads_the_same_while_samples_are_on_time():
+    status = StatusLine(make_app().host, interval=1.0)
+    assert status.age_label(0.0) == status.age_label(1.2) == ("≤1s ago", "")
+    assert status.age_label(2.0) == ("2.0s ago", "yellow")
+    assert status.age_label(30.0) == ("30s ago", "bold red")

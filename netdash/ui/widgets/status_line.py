@@ -70,9 +70,7 @@ class StatusLine(Widget):
         if self.sampled_at is None:
             text.append("waiting for the first sample", style="yellow")
         else:
-            age = time.monotonic() - self.sampled_at
-            stale = age > 3 * self.interval + 1
-            text.append(f"{duration(age)} ago", style="bold red" if stale else "")
+            text.append(*self.age_label(time.monotonic() - self.sampled_at))
         text.append(f" · {self.shown:,}/{self.total:,} rows")
         if self.error:
             text.append(f" · {visible(self.error)}", style="bold red")
@@ -85,6 +83,14 @@ class StatusLine(Widget):
         if self.gaps:
             text.append("\n ⚠ " + gaps_summary(self.gaps), style="bold yellow")
         return text
+
+    def age_label(self, age: float) -> tuple[str, str]:
+        """(text, style) of the sample's age. While samples arrive on time it reads the same
+        from tick to tick ("≤1s ago"): a clock that flips 0.0s/1.0s tells nothing, and each
+        flip would cost a repaint. A late sample shows its age, in red once clearly stalled."""
+        if age <= 1.5 * self.interval:
+            return f"≤{self.interval:g}s ago", ""
+        return f"{duration(age)} ago", "bold red" if age > 3 * self.interval + 1 else "yellow"
 
     def source_label(self) -> str:
         kinds = sorted(set(self.sources.values()))
