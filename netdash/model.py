@@ -306,3 +306,135 @@ class ProcessInfo:
     rss: int | None
     cgroup: str | None
     denied: tuple[str, ...] = ()  # fields hidden by permissions ("exe", "cwd", "fds" ...)
+
+
+# ------------------------------------------------------------------------- interfaces, routes
+
+#: ``struct rtnl_link_stats64`` (linux/if_link.h), in the kernel's order and with its names, as
+#: ``ip -s -j link`` and ``/sys/class/net/*/statistics`` name them. Newer kernels append fields.
+LINK_COUNTER_NAMES: tuple[str, ...] = (
+    "rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_errors", "tx_errors",
+    "rx_dropped", "tx_dropped", "multicast", "collisions", "rx_length_errors",
+    "rx_over_errors", "rx_crc_errors", "rx_frame_errors", "rx_fifo_errors",
+    "rx_missed_errors", "tx_aborted_errors", "tx_carrier_errors", "tx_fifo_errors",
+    "tx_heartbeat_errors", "tx_window_errors", "rx_compressed", "tx_compressed",
+    "rx_nohandler",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCounters:
+    """One interface's 64-bit counters at one moment (``struct rtnl_link_stats64``)."""
+
+    rx_packets: int
+    tx_packets: int
+    rx_bytes: int
+    tx_bytes: int
+    rx_errors: int
+    tx_errors: int
+    rx_dropped: int
+    tx_dropped: int
+    multicast: int
+    collisions: int
+    rx_length_errors: int = 0
+    rx_over_errors: int = 0  # "overruns" in ip -s link
+    rx_crc_errors: int = 0
+    rx_frame_errors: int = 0
+    rx_fifo_errors: int = 0
+    rx_missed_errors: int = 0
+    tx_aborted_errors: int = 0
+    tx_carrier_errors: int = 0
+    tx_fifo_errors: int = 0
+    tx_heartbeat_errors: int = 0
+    tx_window_errors: int = 0
+    rx_compressed: int = 0
+    tx_compressed: int = 0
+    rx_nohandler: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """An interface as ``ip -d addr`` describes it; what changes rarely (read at start and when
+    the kernel announces a change), apart from its counters.
+
+    ``kind`` is the rtnetlink kind ("veth", "bridge", "bond", "vlan", "tun", ...), "loopback" for
+    lo and "physical" for a device without one. ``speed_mbps`` and ``duplex`` come from ethtool
+    and are None where unknown; ``speed_nominal`` marks virtual links whose speed means nothing
+    (no utilisation is computed for them). ``addresses`` are "addr/prefixlen" strings.
+    """
+
+    ifindex: int
+    name: str
+    kind: str
+    operstate: str  # "UP", "DOWN", "LOWERLAYERDOWN", "UNKNOWN", ... (IF_OPER_*)
+    carrier: bool | None
+    mtu: int
+    mac: str | None  # lower-case colon form
+    flags: tuple[str, ...] = ()  # "UP", "BROADCAST", "LOOPBACK", "PROMISC", ...
+    master: str | None = None  # the bridge or bond this link is enslaved to
+    speed_mbps: int | None = None
+    duplex: str | None = None  # "full" | "half"
+    speed_nominal: bool = False
+    addresses: tuple[str, ...] = ()
+    qdisc: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkSample:
+    """One moment of the interfaces: their descriptions and their counters by ifindex."""
+
+    links: tuple[Link, ...]
+    counters: Mapping[int, LinkCounters] = field(default_factory=dict)
+    taken_at: float = 0.0  # time.monotonic()
+    wall_time: float = 0.0  # time.time()
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route, with the fields ``ip -j route show table all`` gives (None when absent)."""
+
+    family: str  # "inet" | "inet6"
+    dst: str  # "default" or a CIDR
+    gateway: str | None = None
+    dev: str | None = None
+    prefsrc: str | None = None
+    protocol: str | None = None  # "kernel", "boot", "static", "dhcp", ... or a number
+    metric: int | None = None
+    table: str | None = None  # "main", "local", ... or a number as text
+    type: str = "unicast"  # "local", "broadcast", "unreachable", "blackhole", ...
+    scope: str | None = None  # "host", "link", "global"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLookup:
+    """What ``ip route get ADDR`` answers: where the kernel would send a packet for ``dst``."""
+
+    dst: str
+    dev: str | None
+    gateway: str | None
+    prefsrc: str | None
+    table: str | None = None
+    error: str | None = None  # "Network is unreachable", ... when there is no route
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    """An ARP/NDP entry as ``ip -j neigh`` shows it."""
+
+    family: str  # "inet" | "inet6"
+    address: str
+    dev: str
+    lladdr: str | None  # None while INCOMPLETE or FAILED
+    states: tuple[str, ...]  # NUD states, upper case: ("REACHABLE",), ("STALE",), ("PERMANENT",)
+    router: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRule:
+    """A routing policy rule (``ip rule``): which table a packet is looked up in."""
+
+    family: str
+    priority: int
+    selector: str  # "from all", "from 10.0.0.0/8 iif eth1", ... as ip rule prints it
+    table: str | None
+    action: str = "lookup"  # "lookup", "unreachable", "blackhole", "prohibit", "goto"
