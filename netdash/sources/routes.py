@@ -1,0 +1,528 @@
+"""Routes, policy rules and ARP/NDP neighbours from rtnetlink, and "where would a packet go?".
+
+What ``ip -d -j route show table all``, ``ip rule``, ``ip neigh`` and ``ip route get`` print,
+field for field, for the namespace netdash looks at.
+
+Why a socket of our own and not pyroute2's ``IPRoute``: pyroute2 0.9 keeps its netlink socket
+*per thread* (``threading.local``) and opens it lazily on a thread's first call, so an IPRoute
+made inside a namespace silently lists the host's routes once the engine calls it from another
+thread. A plain ``NETLINK_ROUTE`` socket created inside the namespace (see :mod:`netdash.netns`)
+stays there for its whole life, whichever thread uses it; pyroute2's message classes
+(``MarshalRtnl``) still do the decoding, so the attribute layouts come from one well-tested
+place. Requests are small enough to build by hand (layouts from linux/rtnetlink.h,
+linux/neighbour.h, linux/fib_rules.h).
+
+Conventions, chosen to match ``ip`` so that its output is the oracle in tests:
+
+- ``dst`` is "default" for a zero-length prefix and a bare address for a host route (/32, /128),
+  exactly as ``ip`` prints them; other prefixes are "addr/len".
+- ``table``, ``protocol`` and ``scope`` are always set, by name where iproute2 has one
+  (``/etc/iproute2/rt_tables`` and friends, else the built-in names), else the number as text;
+  ``ip`` without ``-d`` leaves out main, boot and global — ``ip -d`` prints them, as we keep them.
+- A multipath route is one :class:`Route` whose ``gateway`` and ``dev`` are those of its *first*
+  nexthop (``ip`` prints the whole list under "nexthops"); the model has no field for the rest.
+- Neighbours: like ``ip neigh``, entries in state NOARP or NONE are left out unless asked for
+  (they are the kernel's bookkeeping for loopback and multicast, not hosts).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+
+from netdash.model import Neighbour, PolicyRule, Route, RouteLookup
+from netdash.netns import HOST, NetnsTarget, entered_fd, open_netns
+from netdash.sources.errors import PermissionNeeded, SourceError, SourceUnavailable
+from netdash.textsafe import decode
+
+NETLINK_ROUTE = 0  # linux/netlink.h
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+RTM_GETROUTE, RTM_GETNEIGH, RTM_GETRULE = 26, 30, 34  # linux/rtnetlink.h
+RTM_F_CLONED, RTM_F_LOOKUP_TABLE = 0x200, 0x1000
+RTA_DST, RTA_SRC, RTA_OIF = 1, 2, 4
+NUD_NOARP = 0x40  # linux/neighbour.h
+NTF_ROUTER, NTF_PROXY, NTF_EXT_LEARNED = 0x80, 0x08, 0x10
+FIB_RULE_INVERT, FIB_RULE_IIF_DETACHED, FIB_RULE_OIF_DETACHED = 0x2, 0x8, 0x10
+RECV_BUFFER = 1 << 20
+FAMILIES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
+HOST_LEN = {socket.AF_INET: 32, socket.AF_INET6: 128}
+_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_RTMSG = struct.Struct("=BBBBBBBBI")  # also the shape of ndmsg and fib_rule_hdr requests
+_NLA = struct.Struct("=HH")
+
+#: iproute2's built-in names (lib/rt_names.c), used where /etc/iproute2 has no file.
+TABLES = {0: "unspec", 253: "default", 254: "main", 255: "local"}
+PROTOCOLS = {
+    0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static", 8: "gated", 9: "ra",
+    10: "mrt", 11: "zebra", 12: "bird", 13: "dnrouted", 14: "xorp", 15: "ntk", 16: "dhcp",
+    18: "keepalived", 42: "babel", 99: "openr", 186: "bgp", 187: "isis", 188: "ospf",
+    189: "rip", 192: "eigrp",
+}  # fmt: skip
+SCOPES = {0: "global", 200: "site", 253: "link", 254: "host", 255: "nowhere"}
+ROUTE_TYPES = (
+    "none", "unicast", "local", "broadcast", "anycast", "multicast", "blackhole",
+    "unreachable", "prohibit", "throw", "nat", "xresolve",
+)  # fmt: skip  # RTN_* in linux/rtnetlink.h, in order
+RULE_ACTIONS = {1: "lookup", 2: "goto", 3: "nop", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
+NUD_STATES = (  # linux/neighbour.h bits, in the order ip prints them
+    (0x01, "INCOMPLETE"), (0x02, "REACHABLE"), (0x04, "STALE"), (0x08, "DELAY"),
+    (0x10, "PROBE"), (0x20, "FAILED"), (0x40, "NOARP"), (0x80, "PERMANENT"),
+)  # fmt: skip
+
+
+class RouteNames:
+    """Numbers to the names ``ip`` prints: tables, protocols and scopes.
+
+    Read from iproute2's files (``rt_tables``, ``rt_protos``, ``rt_scopes`` and their ``.d``
+    directories) under ``roots``, later roots overriding earlier ones as iproute2 does with
+    /usr/share and /etc; a missing file leaves the built-in names.
+    """
+
+    def __init__(
+        self, roots: Iterable[Path] = (Path("/usr/share/iproute2"), Path("/etc/iproute2"))
+    ) -> None:
+        roots = tuple(roots)
+        self.tables = _name_table(roots, "rt_tables", TABLES)
+        self.protocols = _name_table(roots, "rt_protos", PROTOCOLS)
+        self.scopes = _name_table(roots, "rt_scopes", SCOPES)
+
+    def table(self, number: int) -> str:
+        return self.tables.get(number, str(number))
+
+    def protocol(self, number: int) -> str:
+        return self.protocols.get(number, str(number))
+
+    def scope(self, number: int) -> str:
+        return self.scopes.get(number, str(number))
+
+
+def _name_table(roots: tuple[Path, ...], name: str, builtin: Mapping[int, str]) -> dict[int, str]:
+    names = dict(builtin)
+    for root in roots:
+        names.update(parse_name_file(_read_text(root / name)))
+        conf_dir = root / f"{name}.d"
+        if conf_dir.is_dir():
+            for conf in sorted(conf_dir.glob("*.conf")):
+                names.update(parse_name_file(_read_text(conf)))
+    return names
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def parse_name_file(text: str) -> dict[int, str]:
+    """``NUMBER NAME`` lines of an iproute2 names file (decimal or 0x hex; # comments)."""
+    names: dict[int, str] = {}
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2:
+            try:
+                names[int(fields[0], 0)] = fields[1]
+            except ValueError:
+                continue
+    return names
+
+
+class _Rtnl:
+    """One ``NETLINK_ROUTE`` socket: dumps and single requests, decoded by pyroute2."""
+
+    def __init__(self) -> None:
+        try:
+            self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+            self._sock.bind((0, 0))
+        except PermissionError as err:
+            raise PermissionNeeded(f"opening an rtnetlink socket was refused: {err}") from err
+        except OSError as err:
+            raise SourceUnavailable(f"rtnetlink is not available here: {err.strerror}") from err
+        self._buf = bytearray(RECV_BUFFER)
+        self._marshal = MarshalRtnl()
+        self._seq = 0
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def dump(self, msg_type: int, family: int) -> list[Any]:
+        """Every message of one dump (``RTM_GET* | NLM_F_DUMP`` for ``family``)."""
+        seq = self._send(msg_type, NLM_F_REQUEST | NLM_F_DUMP, _RTMSG.pack(family, *[0] * 8))
+        return list(self._replies(seq))
+
+    def request(self, msg_type: int, body: bytes) -> Any:
+        """The one answer to a plain request; a refusal raises :class:`NetlinkRefused`."""
+        seq = self._send(msg_type, NLM_F_REQUEST, body)
+        for msg in self._replies(seq):
+            return msg
+        raise SourceError("rtnetlink: the kernel sent no answer")
+
+    def _send(self, msg_type: int, flags: int, body: bytes) -> int:
+        self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
+        header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags, self._seq, 0)
+        try:
+            self._sock.sendto(header + body, (0, 0))
+        except OSError as err:
+            raise SourceError(f"rtnetlink request failed: {err.strerror}") from err
+        return self._seq
+
+    def _replies(self, seq: int) -> Iterator[Any]:
+        """Decoded messages answering ``seq`` until NLMSG_DONE or an error/ACK."""
+        while True:
+            try:
+                size = self._sock.recv_into(self._buf)
+            except OSError as err:
+                raise SourceError(f"rtnetlink read failed: {err.strerror}") from err
+            for msg in self._marshal.parse(bytes(self._buf[:size])):
+                header = msg["header"]
+                if header["sequence_number"] != seq:
+                    continue  # left over from an earlier, abandoned exchange
+                if header["type"] == NLMSG_DONE:
+                    return
+                if header["type"] == NLMSG_ERROR:
+                    _raise_error(header.get("error"))
+                    return  # an ACK
+                yield msg
+
+
+class NetlinkRefused(SourceError):
+    """The kernel answered a request with an error; ``errno`` says which."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"rtnetlink: {os.strerror(code)}")
+        self.errno = code
+
+
+def _raise_error(error: object) -> None:
+    code = abs(getattr(error, "code", 0) or 0)
+    if not code:
+        return
+    if code in (errno.EPERM, errno.EACCES):
+        raise PermissionNeeded(f"rtnetlink: {os.strerror(code)} (needs root?)")
+    raise NetlinkRefused(code)
+
+
+class RouteReader:
+    """Routes, rules, neighbours and lookups of one network namespace.
+
+    The netlink socket is created inside ``netns`` when the reader is made and keeps answering
+    for that namespace from any thread. Interface names are looked up inside the namespace on
+    each read (``if_nameindex``, one small netlink dump in libc), so a renamed or new link is
+    named right. Not thread-safe: one caller at a time (the engine's poller).
+    """
+
+    def __init__(self, netns: NetnsTarget = HOST, names: RouteNames | None = None) -> None:
+        self.netns = netns
+        self.names = names if names is not None else RouteNames()
+        self._ns_fd = open_netns(netns) if netns.path is not None else None
+        try:
+            with self._inside():
+                self._rtnl = _Rtnl()
+        except BaseException:
+            self._close_fd()
+            raise
+
+    def close(self) -> None:
+        self._rtnl.close()
+        self._close_fd()
+
+    def _close_fd(self) -> None:
+        if self._ns_fd is not None:
+            os.close(self._ns_fd)
+            self._ns_fd = None
+
+    def __enter__(self) -> RouteReader:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _inside(self) -> AbstractContextManager[None]:
+        if self._ns_fd is None:
+            return nullcontext()
+        return entered_fd(self._ns_fd, self.netns.label)
+
+    def link_names(self) -> dict[int, str]:
+        """ifindex → name inside the namespace (names are kernel bytes, decoded safely)."""
+        with self._inside():
+            pairs = socket.if_nameindex()
+        return {index: decode(os.fsencode(name)) for index, name in pairs}
+
+    def routes(self) -> tuple[Route, ...]:
+        """Every route of both families in every table, IPv4 first, in the kernel's order."""
+        msgs = self._dump(RTM_GETROUTE)
+        links = self.link_names()
+        return tuple(
+            route_from_msg(msg, links, self.names)
+            for msg in msgs
+            if not msg["flags"] & RTM_F_CLONED and msg["family"] in FAMILIES
+        )
+
+    def rules(self) -> tuple[PolicyRule, ...]:
+        """Policy rules of both families, in priority order as the kernel keeps them."""
+        return tuple(
+            rule_from_msg(msg, self.names)
+            for msg in self._dump(RTM_GETRULE)
+            if msg["family"] in FAMILIES
+        )
+
+    def neighbours(self, *, include_noarp: bool = False) -> tuple[Neighbour, ...]:
+        """ARP and NDP entries; NOARP/NONE ones only with ``include_noarp`` (as ``ip neigh``)."""
+        msgs = self._dump(RTM_GETNEIGH)
+        links = self.link_names()
+        return tuple(
+            neighbour_from_msg(msg, links)
+            for msg in msgs
+            if msg["family"] in FAMILIES and (include_noarp or _shown_by_ip(msg))
+        )
+
+    def default_gateways(self) -> tuple[Route, ...]:
+        """The default routes of the main table, best (lowest metric) first."""
+        return default_gateways(self.routes())
+
+    def route_get(self, addr: str, source: str | None = None) -> RouteLookup:
+        """What ``ip route get ADDR [from SOURCE]`` answers; bad input or no route is
+        reported in ``error`` (ip's wording for kernel refusals), never raised."""
+        text = addr.strip()
+        try:
+            body = self._lookup_request(text, source)
+        except ValueError as err:
+            return RouteLookup(dst=text, dev=None, gateway=None, prefsrc=None, error=str(err))
+        try:
+            msg = self._rtnl.request(RTM_GETROUTE, body)
+        except NetlinkRefused as err:
+            reason = os.strerror(err.errno)
+            return RouteLookup(dst=text, dev=None, gateway=None, prefsrc=None, error=reason)
+        route = route_from_msg(msg, self.link_names(), self.names)
+        return RouteLookup(
+            dst=route.dst,
+            dev=route.dev,
+            gateway=route.gateway,
+            prefsrc=route.prefsrc,
+            table=route.table,
+            error=_lookup_error(route.type),
+        )
+
+    def _lookup_request(self, addr: str, source: str | None) -> bytes:
+        """rtmsg + RTA_DST (+ RTA_SRC, RTA_OIF for a scoped IPv6 address) for RTM_GETROUTE."""
+        dst = _parse_address(addr)
+        family = socket.AF_INET6 if dst.version == 6 else socket.AF_INET
+        attrs = _nla(RTA_DST, dst.packed)
+        src_len = 0
+        if source:
+            src = _parse_address(source.strip())
+            if src.version != dst.version:
+                raise ValueError(f"{source} and {addr} are not of the same address family")
+            attrs += _nla(RTA_SRC, src.packed)
+            src_len = HOST_LEN[family]
+        scope = getattr(dst, "scope_id", None)
+        if scope:
+            attrs += _nla(RTA_OIF, struct.pack("=I", self._ifindex(scope)))
+        header = _RTMSG.pack(family, HOST_LEN[family], src_len, 0, 0, 0, 0, 0, RTM_F_LOOKUP_TABLE)
+        return header + attrs
+
+    def _ifindex(self, name: str) -> int:
+        for index, link in self.link_names().items():
+            if link == name:
+                return index
+        raise ValueError(f"no interface {name!r} for the address scope")
+
+    def _dump(self, msg_type: int) -> list[Any]:
+        return [
+            msg
+            for family in FAMILIES
+            for msg in self._rtnl.dump(msg_type, family)  # AF_UNSPEC would add bridge/MPLS
+        ]
+
+
+def _parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IPv4 or IPv6 address") from None
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    length = _NLA.size + len(payload)
+    return _NLA.pack(length, kind) + payload + b"\0" * (-length % 4)
+
+
+def _lookup_error(route_type: str) -> str | None:
+    """A lookup can succeed with a route that drops the packet; say so like ip's exit would."""
+    if route_type in ("blackhole", "unreachable", "prohibit", "throw"):
+        return f"the route is of type {route_type}"
+    return None
+
+
+def route_from_msg(msg: Any, links: Mapping[int, str], names: RouteNames) -> Route:
+    """One decoded ``RTM_NEWROUTE`` as a :class:`Route` (conventions in the module docstring)."""
+    family = msg["family"]
+    gateway, oif = _gateway(msg), msg.get_attr("RTA_OIF")
+    hops = msg.get_attr("RTA_MULTIPATH")
+    if hops and gateway is None and oif is None:
+        gateway, oif = _gateway(hops[0]), hops[0]["oif"]
+    table = msg.get_attr("RTA_TABLE")
+    type_number = msg["type"]
+    return Route(
+        family=FAMILIES[family],
+        dst=prefix_text(msg.get_attr("RTA_DST"), msg["dst_len"], family),
+        gateway=gateway,
+        dev=_link_name(oif, links),
+        prefsrc=msg.get_attr("RTA_PREFSRC"),
+        protocol=names.protocol(msg["proto"]),
+        metric=msg.get_attr("RTA_PRIORITY"),
+        table=names.table(table if table is not None else msg["table"]),
+        type=ROUTE_TYPES[type_number] if type_number < len(ROUTE_TYPES) else str(type_number),
+        scope=names.scope(msg["scope"]),
+    )
+
+
+def _gateway(msg: Any) -> str | None:
+    """RTA_GATEWAY, or RTA_VIA (a gateway of the other family, e.g. IPv4 via IPv6)."""
+    gateway = msg.get_attr("RTA_GATEWAY")
+    if gateway is None:
+        via = msg.get_attr("RTA_VIA")
+        if via is not None:
+            gateway = via.get("addr")
+    return gateway
+
+
+def _link_name(index: int | None, links: Mapping[int, str]) -> str | None:
+    if not index:
+        return None
+    return links.get(index, f"if{index}")  # ip's name for an index it cannot resolve
+
+
+def prefix_text(addr: str | None, length: int, family: int) -> str:
+    """A destination as ip prints it: "default", a bare host address, or "addr/len"."""
+    if addr is None:
+        return f"0/{length}" if length else "default"
+    if length == HOST_LEN[family]:
+        return addr
+    return f"{addr}/{length}"
+
+
+def _selector_prefix(word: str, addr: str | None, length: int, family: int) -> str:
+    if addr is None and not length:
+        return f"{word} all"
+    return f"{word} {prefix_text(addr, length, family)}"
+
+
+def rule_selector(msg: Any) -> str:
+    """The match part of a rule, worded and ordered as ``ip rule`` prints it (iprule.c)."""
+    family = msg["family"]
+    parts = ["not"] if msg["flags"] & FIB_RULE_INVERT else []
+    parts.append(_selector_prefix("from", msg.get_attr("FRA_SRC"), msg["src_len"], family))
+    if msg.get_attr("FRA_DST") is not None or msg["dst_len"]:
+        parts.append(_selector_prefix("to", msg.get_attr("FRA_DST"), msg["dst_len"], family))
+    if msg["tos"]:
+        parts.append(f"tos 0x{msg['tos']:02x}")
+    mark, mask = msg.get_attr("FRA_FWMARK"), msg.get_attr("FRA_FWMASK")
+    if mark is not None or mask is not None:
+        mark, mask = mark or 0, 0xFFFFFFFF if mask is None else mask
+        parts.append(f"fwmark 0x{mark:x}" + (f"/0x{mask:x}" if mask != 0xFFFFFFFF else ""))
+    for attr, word, detached in (
+        ("FRA_IIFNAME", "iif", FIB_RULE_IIF_DETACHED),
+        ("FRA_OIFNAME", "oif", FIB_RULE_OIF_DETACHED),
+    ):
+        name = msg.get_attr(attr)
+        if name is not None:
+            gone = " [detached]" if msg["flags"] & detached else ""
+            parts.append(f"{word} {name}{gone}")
+    parts.extend(_range_selectors(msg))
+    return " ".join(parts)
+
+
+def _range_selectors(msg: Any) -> list[str]:
+    parts = []
+    uids = msg.get_attr("FRA_UID_RANGE")
+    if uids is not None:
+        parts.append(f"uidrange {uids['start']}-{uids['end']}")
+    proto = msg.get_attr("FRA_IP_PROTO")
+    if proto is not None:
+        parts.append(f"ipproto {_ip_proto(proto)}")
+    for attr, word in (("FRA_SPORT_RANGE", "sport"), ("FRA_DPORT_RANGE", "dport")):
+        ports = msg.get_attr(attr)
+        if ports is not None:
+            low, high = ports["start"], ports["end"]
+            parts.append(f"{word} {low}" if low == high else f"{word} {low}-{high}")
+    tun_id = msg.get_attr("FRA_TUN_ID")
+    if tun_id is not None:
+        parts.append(f"tun_id {tun_id}")
+    return parts
+
+
+def _ip_proto(number: int) -> str:
+    known = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp"}
+    return known.get(number, str(number))
+
+
+def rule_from_msg(msg: Any, names: RouteNames) -> PolicyRule:
+    """One decoded ``RTM_NEWRULE``; ``table`` only for a "lookup" rule."""
+    action = RULE_ACTIONS.get(msg["action"], str(msg["action"]))
+    table = msg.get_attr("FRA_TABLE")
+    if table is None:
+        table = msg["table"]
+    return PolicyRule(
+        family=FAMILIES[msg["family"]],
+        priority=msg.get_attr("FRA_PRIORITY") or 0,
+        selector=rule_selector(msg),
+        table=names.table(table) if action == "lookup" else None,
+        action=action,
+    )
+
+
+def nud_states(state: int) -> tuple[str, ...]:
+    """The NUD bits of a neighbour as ip names them; ("NONE",) for no bit."""
+    return tuple(name for bit, name in NUD_STATES if state & bit) or ("NONE",)
+
+
+def _shown_by_ip(msg: Any) -> bool:
+    """ip neigh's default filter: any state but NOARP/NONE, or a proxy/externally learned entry."""
+    return bool(msg["state"] & 0xFF & ~NUD_NOARP or msg["flags"] & (NTF_PROXY | NTF_EXT_LEARNED))
+
+
+def neighbour_from_msg(msg: Any, links: Mapping[int, str]) -> Neighbour:
+    """One decoded ``RTM_NEWNEIGH`` (an ARP or NDP cache entry)."""
+    lladdr = msg.get_attr("NDA_LLADDR")
+    return Neighbour(
+        family=FAMILIES[msg["family"]],
+        address=msg.get_attr("NDA_DST"),
+        dev=_link_name(msg["ifindex"], links) or "",
+        lladdr=lladdr.lower() if isinstance(lladdr, str) else None,
+        states=nud_states(msg["state"]),
+        router=bool(msg["flags"] & NTF_ROUTER),
+    )
+
+
+def default_gateways(routes: Iterable[Route]) -> tuple[Route, ...]:
+    """The usable default routes of the main table, lowest metric first (the one in use)."""
+    found = [r for r in routes if r.dst == "default" and r.table == "main" and r.type == "unicast"]
+    return tuple(sorted(found, key=lambda r: (r.family, r.metric or 0)))
+
+
+__all__ = [
+    "NetlinkRefused",
+    "RouteNames",
+    "RouteReader",
+    "default_gateways",
+    "neighbour_from_msg",
+    "nud_states",
+    "parse_name_file",
+    "prefix_text",
+    "route_from_msg",
+    "rule_from_msg",
+]
