@@ -1,4 +1,4 @@
-"""Entry points: `netdash` (the TUI), `netdash dump connections --json`, `netdash record`.
+"""Entry points: `netdash` (the TUI), `netdash dump connections|routes --json`, `netdash record`.
 
 Exit codes: 0 success, 1 a failure (a one-line message on stderr), 2 a usage error. Textual is
 imported only for the TUI, so `dump` starts as fast as a small script.
@@ -101,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     connections.add_argument("--no-unix", action="store_true", help="leave UNIX sockets out")
     add_netns_options(connections, sub=True)
     add_source_options(connections, sub=True)
+    routes = dump_what.add_parser("routes", help="routes of both families in every table")
+    routes.add_argument(
+        "--json", action="store_true", required=True, help="JSON output (the only format for now)"
+    )
+    add_netns_options(routes, sub=True)
 
     record = commands.add_parser("record", help="record samples to a file for --replay")
     record.add_argument("output", type=Path, help="file to write")
@@ -149,6 +154,37 @@ def run_dump(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_dump_routes(args: argparse.Namespace) -> int:
+    """`netdash dump routes --json`: one object per route (see :func:`route_to_json`)."""
+    import json
+
+    from netdash.sources.routes import RouteReader
+
+    with RouteReader(netns_target(args)) as reader:
+        routes = reader.routes()
+    text = json.dumps([route_to_json(route) for route in routes], separators=(",", ":"))
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def route_to_json(route) -> dict[str, object]:  # route: netdash.model.Route
+    """The keys of the issue (dst, gateway, dev, prefsrc, protocol, metric, table; null when
+    absent) plus family, type and scope: every field of :class:`netdash.model.Route`."""
+    return {
+        "family": route.family,
+        "dst": route.dst,
+        "gateway": route.gateway,
+        "dev": route.dev,
+        "prefsrc": route.prefsrc,
+        "protocol": route.protocol,
+        "metric": route.metric,
+        "table": route.table,
+        "type": route.type,
+        "scope": route.scope,
+    }
+
+
 def run_record(args: argparse.Namespace) -> int:
     import time
 
@@ -180,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "dump" and args.what == "routes":
+            return run_dump_routes(args)
         if args.command == "dump":
             return run_dump(args)
         if args.command == "record":
