@@ -3,15 +3,19 @@
 At 100,000 sockets a row that carried its 13 cell strings, 13 sort values and a search string
 cost ~1.5 KB and ~20 µs to build (150 MB, and seconds per refresh when every counter moved). Only
 ~40 rows are ever on screen, so a :class:`ConnRow` holds what it is made of (the socket, its
-owners, its byte rate) and builds its cells when first painted, its search text when a filter
-first asks and a column's sort value when the view sorts by it (:data:`SORT_KEYS`). Rows never
-change once built (a new socket record makes a new row), so what they cache stays true. No
-Textual here: rows are built in the sampling thread.
+owners, its byte rate) plus its search text, and builds its cells when first painted and a
+column's sort value when the view sorts by it (:data:`SORT_KEYS`). Rows never change once built
+(a new socket record makes a new row), so what they cache stays true. No Textual here: rows are
+built in the sampling thread.
 
 The search text is what identifies a socket (protocol, state, endpoints, pid, process, user), not
 its counters: a row must not blink in and out of a free-text filter as its RTT moves from 0.52
 to 0.48 ms, and text that does not depend on counters is built once per socket, not per change
-(the feed hands it from one version of a row to the next, built or not).
+(the feed hands it from one version of a row to the next).
+
+The search text and the endpoints' sort values (~250 bytes a row) are built eagerly on purpose:
+built when first asked, the first key typed into a filter at 100,000 rows took 300 ms and
+sorting by Local 82 ms (the benchmark's key-press target is 50 ms).
 """
 
 from __future__ import annotations
@@ -91,18 +95,20 @@ class ConnRow:
     ``time.monotonic()`` the row first appeared (0.0: present from the start).
 
     ``like`` is the previous version of the row, if any: what depends only on the socket's
-    identity (the search text, if a filter had it built) is taken from it instead of rebuilt.
+    identity (the search text, the endpoints' sort values) is taken from it instead of rebuilt.
     """
 
     __slots__ = (
         "_cells",
-        "_text",
         "born",
         "key",
+        "local_key",
         "owners",
         "rate",
         "reason",
+        "remote_key",
         "sock",
+        "text",
     )
 
     def __init__(
@@ -122,12 +128,20 @@ class ConnRow:
         self.rate = rate
         self.born = born
         self._cells: tuple[str, ...] | None = None
-        self._text: str | None = None
-        if like is not None and like._text is not None:
+        if like is not None and sock.proto != "unix":
+            # The key holds protocol, addresses and ports: the endpoints cannot have changed.
+            self.local_key: str = like.local_key
+            self.remote_key: str = like.remote_key
             # The first test is the common case, inlined (states are the source's constants).
             same = like.owners is owners and like.sock.state is sock.state
             if (same and like.reason == reason) or like.same_identity(sock, owners, reason):
-                self._text = like._text
+                self.text: str = like.text
+                return
+        else:
+            self.local_key = _PREFIXES[sock.local_addr] + _PORTS[sock.local_port]
+            self.remote_key = _PREFIXES[sock.remote_addr] + _PORTS[sock.remote_port]
+        #: Lower-case search text (the free-text filter's target); see the module docstring.
+        self.text = identity_text(sock, owners, reason)
 
     def __repr__(self) -> str:
         return f"ConnRow({self.key!r}, {self.sock.state})"
@@ -149,15 +163,6 @@ class ConnRow:
         return row_styles(self)
 
     @property
-    def text(self) -> str:
-        """Lower-case search text (the free-text filter's target; see the module docstring),
-        built when a filter first asks: 12 MB at 100,000 rows that nobody searches."""
-        text = self._text
-        if text is None:
-            text = self._text = identity_text(self.sock, self.owners, self.reason)
-        return text
-
-    @property
     def search_text(self) -> str:
         return self.text
 
@@ -175,17 +180,6 @@ class ConnRow:
                 == (sock.local_addr, sock.peer_inode, sock.sock_type)
             )
         )
-
-    @property
-    def local_key(self) -> str:
-        """The Local column's sort value (see :func:`address_key`)."""
-        sock = self.sock
-        return _PREFIXES[sock.local_addr] + _PORTS[sock.local_port]
-
-    @property
-    def remote_key(self) -> str:
-        sock = self.sock
-        return _PREFIXES[sock.remote_addr] + _PORTS[sock.remote_port]
 
     @property
     def sort_values(self) -> tuple[Any, ...]:
@@ -360,14 +354,6 @@ _LOCAL_KEY = attrgetter("local_key")
 _REMOTE_KEY = attrgetter("remote_key")
 
 
-def _endpoint_keys(addr: str, port: str) -> Callable[[list[ConnRow]], list[str]]:
-    """``many`` of an endpoint column: two shared-dict lookups and a concatenation per row, in
-    C; 100,000 rows in ~25 ms, so no row has to carry 130 bytes of sort keys to be sorted."""
-    addrs, ports = attrgetter(addr), attrgetter(port)
-    prefix, chars = _PREFIXES.__getitem__, _PORTS.__getitem__
-    return lambda rows: list(map(add, map(prefix, map(addrs, rows)), map(chars, map(ports, rows))))
-
-
 _PROTO, _FAMILY, _STATE = (
     attrgetter("sock.proto"),
     attrgetter("sock.family"),
@@ -439,10 +425,10 @@ def _process_key(row: ConnRow) -> str | None:
 SORT_KEYS: tuple[SortKey, ...] = (
     SortKey(_proto_key, _proto_keys),
     SortKey(_state_key, _state_keys),
-    # Endpoints are fixed for a row's key, so the view keeps every row presorted by them and
-    # switching the sort to them needs no sort at all.
-    SortKey(_LOCAL_KEY, _endpoint_keys("sock.local_addr", "sock.local_port"), fixed=True),
-    SortKey(_REMOTE_KEY, _endpoint_keys("sock.remote_addr", "sock.remote_port"), fixed=True),
+    # Endpoints: kept on the row (built once per socket) and fixed for its key, so the view
+    # keeps every row presorted by them and switching the sort to them needs no sort at all.
+    SortKey(_LOCAL_KEY, _attribute("local_key"), fixed=True),
+    SortKey(_REMOTE_KEY, _attribute("remote_key"), fixed=True),
     SortKey(_recv_q_key, _attribute("sock.recv_q")),
     SortKey(_send_q_key, _attribute("sock.send_q")),
     SortKey(_rtt_key),

@@ -298,7 +298,11 @@ class ConnectionsFeed:
             # The old version hands on what depends only on the socket's identity.
             row = ConnRow(key, sock, owners, reason, rate, born, old)
             built.append(row)
-            if old is not None and sock.proto == "unix" and sock.local_addr != old.sock.local_addr:
+            if (
+                old is not None
+                and sock.proto == "unix"
+                and (row.local_key is not old.local_key and row.local_key != old.local_key)
+            ):
                 rebound.append(key)  # a UNIX socket bound after it was first seen
         # The rows whose rate may change on the next tick although their socket does not: a
         # moving connection that goes idle keeps its record (the source reuses it) but its rate
