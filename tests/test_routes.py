@@ -83,6 +83,8 @@ def _build(a: str, b: str) -> bool:
         "-6 rule add to fd00:300::/48 lookup 100 pref 1002",
         "route add blackhole 203.0.113.0/24",
         "route add unreachable 203.0.113.128/25 metric 5",
+        "route add prohibit 203.0.113.64/26",
+        "route add throw 203.0.113.32/27",
         "-6 route add unreachable fd00:dead::/32",
         f"neigh add {PERM4[0]} lladdr {PERM4[1]} dev vA nud permanent",
         f"neigh add {PERM6[0]} lladdr {PERM6[1]} dev vA nud permanent",
@@ -191,6 +193,8 @@ def test_routes_cover_every_kind_the_lab_made(lab: RouteLab, reader: RouteReader
     assert by_dst["inet6", "fd00:300::/48", "100"].gateway == PEER6
     assert by_dst["inet", "203.0.113.0/24", "main"].type == "blackhole"
     assert by_dst["inet", "203.0.113.128/25", "main"].metric == 5
+    assert by_dst["inet", "203.0.113.64/26", "main"].type == "prohibit"
+    assert by_dst["inet", "203.0.113.32/27", "main"].type == "throw"
     assert by_dst["inet6", "fd00:dead::/32", "main"].type == "unreachable"
     local = by_dst["inet", SELF4, "local"]
     assert (local.type, local.scope, local.protocol, local.prefsrc) == (
@@ -263,6 +267,8 @@ LOOKUPS = [
     ("::1", None),
     ("203.0.113.200", None),  # unreachable
     ("203.0.113.5", None),  # blackhole
+    ("203.0.113.65", None),  # prohibit: the kernel answers EACCES, an answer not a failure
+    ("203.0.113.33", None),  # throw
     ("fd00:dead::1", None),
 ]
 
@@ -299,6 +305,7 @@ def test_route_get_answers_the_lab_as_designed(reader: RouteReader) -> None:
     assert reader.route_get("8.8.8.8").gateway == PEER4
     assert reader.route_get(" 10.201.0.1 ").dev == "lo"
     assert reader.route_get("203.0.113.200").error == "No route to host"
+    assert reader.route_get("203.0.113.65").error == "Permission denied"
 
 
 @pytest.mark.parametrize(

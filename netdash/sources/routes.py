@@ -159,10 +159,16 @@ class _Rtnl:
     def dump(self, msg_type: int, family: int) -> list[Any]:
         """Every message of one dump (``RTM_GET* | NLM_F_DUMP`` for ``family``)."""
         seq = self._send(msg_type, NLM_F_REQUEST | NLM_F_DUMP, _RTMSG.pack(family, *[0] * 8))
-        return list(self._replies(seq))
+        try:
+            return list(self._replies(seq))
+        except NetlinkRefused as err:
+            if err.errno in (errno.EPERM, errno.EACCES):
+                raise PermissionNeeded(f"{err} (reading this needs root?)") from err
+            raise
 
     def request(self, msg_type: int, body: bytes) -> Any:
-        """The one answer to a plain request; a refusal raises :class:`NetlinkRefused`."""
+        """The one answer to a plain request; a refusal raises :class:`NetlinkRefused`, even
+        EACCES: that is how the kernel answers a lookup that hits a "prohibit" route."""
         seq = self._send(msg_type, NLM_F_REQUEST, body)
         for msg in self._replies(seq):
             return msg
@@ -206,11 +212,8 @@ class NetlinkRefused(SourceError):
 
 def _raise_error(error: object) -> None:
     code = abs(getattr(error, "code", 0) or 0)
-    if not code:
-        return
-    if code in (errno.EPERM, errno.EACCES):
-        raise PermissionNeeded(f"rtnetlink: {os.strerror(code)} (needs root?)")
-    raise NetlinkRefused(code)
+    if code:
+        raise NetlinkRefused(code)
 
 
 class RouteReader:
