@@ -14,7 +14,7 @@ from dataclasses import asdict
 import pytest
 
 from netdash.engine_links import LinkFrame, LinkTracker
-from netdash.model import LINK_COUNTER_NAMES, LinkCounters
+from netdash.model import LINK_COUNTER_NAMES, LinkCounters, LinkSample
 from netdash.netns import entered, resolve_netns
 from netdash.sources.links import LinkReader
 from netdash.sources.linkstats import LinkStatsReader, counters_from
@@ -312,3 +312,18 @@ def test_a_name_that_is_not_utf8(lab: VethLab) -> None:
     assert {name: by_name[name].ifindex for name in names} == names
     assert by_name["v\\xffx"].speed_mbps == 10000  # ethtool was asked with the raw bytes
     assert names["p\\xfe"] in sample.counters
+
+
+def test_a_poller_thread_reads_the_namespace_not_the_host(lab: VethLab) -> None:
+    """The reader is made on one thread and read on another, as the engine does: everything it
+    returns must still be the namespace's (pyroute2 0.9 keeps sockets per thread)."""
+    with reader_in(lab.a) as reader:
+        got: dict[str, object] = {}
+        worker = threading.Thread(target=lambda: got.update(sample=reader.sample()))
+        worker.start()
+        worker.join(timeout=10)
+    sample = got["sample"]
+    assert isinstance(sample, LinkSample)
+    expected = {e["ifindex"]: e["ifname"] for e in ip_json(lab.a, "link")}
+    assert {link.ifindex: link.name for link in sample.links} == expected
+    assert sample.counters.keys() == expected.keys()

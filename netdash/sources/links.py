@@ -1,11 +1,13 @@
 """The interfaces of one network namespace: what they are (rarely changes) and their counters.
 
-:class:`LinkReader` opens everything it needs *inside* the namespace once (sockets stay bound to
-the namespace they were created in, so later reads need no ``setns``): pyroute2's ``IPRoute`` for
-link and address details, :class:`~netdash.sources.linkstats.LinkStatsReader` for the per-tick
-counters (~1,000x cheaper than pyroute2's ``get_links`` at 1,000 links), a
-:class:`~netdash.sources.linkstats.LinkEvents` listener that says when details changed, and an
-``AF_INET`` socket for the ethtool ioctl (``/sys/class/net`` does not follow ``setns``).
+:class:`LinkReader` opens its sockets *inside* the namespace once (a socket stays bound to the
+namespace it was created in, so the per-tick reads need no ``setns``):
+:class:`~netdash.sources.linkstats.LinkStatsReader` for the counters (~1,000x cheaper than
+pyroute2's ``get_links`` at 1,000 links), a :class:`~netdash.sources.linkstats.LinkEvents`
+listener that says when link details changed, and an ``AF_INET`` socket for the ethtool ioctl
+(``/sys/class/net`` does not follow ``setns``). Link and address details come from pyroute2's
+``IPRoute``, made afresh inside the namespace for each (rare) read; see
+:meth:`LinkReader.read_links` for why it is not kept.
 """
 
 from __future__ import annotations
@@ -87,14 +89,15 @@ class LinkReader:
         self._last: Mapping[int, LinkCounters] = {}
 
     def _open_inside(self) -> None:
-        inside: AbstractContextManager[None] = (
-            nullcontext() if self._ns_fd is None else entered_fd(self._ns_fd, self.netns.label)
-        )
-        with inside:
+        with self._inside():
             self._stats = self._keep(LinkStatsReader())
             self._events = self._keep(LinkEvents())
-            self._ipr = self._keep(IPRoute())
             self._ioctl = self._keep(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+
+    def _inside(self) -> AbstractContextManager[None]:
+        if self._ns_fd is None:
+            return nullcontext()
+        return entered_fd(self._ns_fd, self.netns.label)
 
     def _keep(self, thing: Any) -> Any:
         self._opened.append(thing)
@@ -127,8 +130,12 @@ class LinkReader:
     def read_links(self) -> tuple[Link, ...]:
         """Every interface with its addresses, kind, state and speed (pyroute2 + ethtool)."""
         try:
-            raw_links = self._ipr.get_links()
-            raw_addrs = self._ipr.get_addr()
+            # A fresh IPRoute each time (~3 ms, only when links changed), created inside the
+            # namespace: pyroute2 0.9 keeps one socket per *thread*, so an IPRoute made inside
+            # the namespace on one thread lists the host's links when a poller thread uses it.
+            with self._inside(), IPRoute() as ipr:
+                raw_links = ipr.get_links()
+                raw_addrs = ipr.get_addr()
         except PermissionError as err:
             raise PermissionNeeded(f"listing interfaces needs privileges: {err}") from err
         except OSError as err:
