@@ -12,6 +12,7 @@ name usually gets a new ifindex. In both cases the honest answer for that tick i
 from __future__ import annotations
 
 import math
+import operator
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -27,6 +28,7 @@ _RATE_COUNTERS = (
     "rx_bytes", "tx_bytes", "rx_packets", "tx_packets",
     "rx_errors", "tx_errors", "rx_dropped", "tx_dropped",
 )  # fmt: skip
+_rate_counters = operator.attrgetter(*_RATE_COUNTERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,7 @@ def link_rate(old: LinkCounters, new: LinkCounters, seconds: float) -> LinkRate 
     (a reset: the link was recreated) or no time passed."""
     if seconds <= 0:
         return None
-    deltas = [getattr(new, name) - getattr(old, name) for name in _RATE_COUNTERS]
+    deltas = [b - a for a, b in zip(_rate_counters(old), _rate_counters(new), strict=True)]
     if min(deltas) < 0:
         return None
     rx_b, tx_b, rx_p, tx_p, rx_e, tx_e, rx_d, tx_d = (d / seconds for d in deltas)
@@ -141,11 +143,12 @@ class LinkTracker:
     def update(self, sample: LinkSample) -> LinkFrame:
         rates: dict[int, LinkRate | None] = {}
         current: dict[int, tuple[Link, LinkCounters, float]] = {}
+        idle: dict[float, LinkRate] = {}  # one shared all-zero rate per interval
         for link in sample.links:
             counters = sample.counters.get(link.ifindex)
             if counters is None:
                 continue  # no counters: not a link of this moment
-            rates[link.ifindex] = self._rate(link, counters, sample.taken_at)
+            rates[link.ifindex] = self._rate(link, counters, sample.taken_at, idle)
             current[link.ifindex] = (link, counters, sample.taken_at)
         self._record(rates, sample.taken_at)
         self._prev = current
@@ -154,14 +157,23 @@ class LinkTracker:
         history = LinkHistories(self._rings, self._lock, sample.taken_at, tuple(rates))
         return LinkFrame(self._seq, sample, links, rates, history)
 
-    def _rate(self, link: Link, counters: LinkCounters, at: float) -> LinkRate | None:
+    def _rate(
+        self, link: Link, counters: LinkCounters, at: float, idle: dict[float, LinkRate]
+    ) -> LinkRate | None:
         prev = self._prev.get(link.ifindex)
         if prev is None:
             return None
         old_link, old_counters, old_at = prev
-        if not _same_device(old_link, link):
+        if old_link is not link and not _same_device(old_link, link):
             return None
-        return link_rate(old_counters, counters, at - old_at)
+        seconds = at - old_at
+        if old_counters is counters and seconds > 0:
+            # The source reuses the record of a link whose counters did not move: skip the sums.
+            zero = idle.get(seconds)
+            if zero is None:
+                zero = idle[seconds] = LinkRate(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, seconds)
+            return zero
+        return link_rate(old_counters, counters, seconds)
 
     def _record(self, rates: Mapping[int, LinkRate | None], at: float) -> None:
         with self._lock:

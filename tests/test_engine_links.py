@@ -159,3 +159,11 @@ def test_history_reads_are_safe_while_the_tracker_updates() -> None:
     reader.join()
     assert errors == []
     assert frame.history[2].times == ()  # its moment has left the window
+
+
+def test_an_unchanged_counters_record_gives_a_zero_rate() -> None:
+    tracker = LinkTracker()
+    eth, same = link(2), counters(rx_bytes=10, tx_packets=3)
+    tracker.update(sample(1.0, (eth, same)))
+    frame = tracker.update(sample(1.5, (eth, same)))
+    assert frame.rates[2] == LinkRate(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5)

@@ -327,3 +327,15 @@ def test_a_poller_thread_reads_the_namespace_not_the_host(lab: VethLab) -> None:
     expected = {e["ifindex"]: e["ifname"] for e in ip_json(lab.a, "link")}
     assert {link.ifindex: link.name for link in sample.links} == expected
     assert sample.counters.keys() == expected.keys()
+
+
+def test_an_idle_link_keeps_its_counters_record_and_a_busy_one_gets_a_new_one(
+    lab: VethLab,
+) -> None:
+    va, lo = lab.ifindex(lab.a, "vA"), lab.ifindex(lab.a, "lo")
+    with reader_in(lab.a) as reader:
+        first = reader.read_counters()
+        send_udp(lab, count=5, size=100)
+        second = reader.read_counters()
+    assert second[lo] is first[lo]  # lo did not move: the same object, not rebuilt
+    assert second[va] is not first[va] and second[va].tx_packets >= first[va].tx_packets + 5
