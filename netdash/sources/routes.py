@@ -7,10 +7,11 @@ Why a socket of our own and not pyroute2's ``IPRoute``: pyroute2 0.9 keeps its n
 *per thread* (``threading.local``) and opens it lazily on a thread's first call, so an IPRoute
 made inside a namespace silently lists the host's routes once the engine calls it from another
 thread. A plain ``NETLINK_ROUTE`` socket created inside the namespace (see :mod:`netdash.netns`)
-stays there for its whole life, whichever thread uses it; pyroute2's message classes
-(``MarshalRtnl``) still do the decoding, so the attribute layouts come from one well-tested
-place. Requests are small enough to build by hand (layouts from linux/rtnetlink.h,
-linux/neighbour.h, linux/fib_rules.h).
+stays there for its whole life, whichever thread uses it. pyroute2's message classes decode
+rules and neighbours; routes, which can be many (a full BGP table), go through a focused parser
+of ``struct rtmsg`` and the few attributes we show, 50x faster than pyroute2's. Requests are
+small enough to build by hand (layouts from linux/rtnetlink.h, linux/neighbour.h,
+linux/fib_rules.h).
 
 Conventions, chosen to match ``ip`` so that its output is the oracle in tests:
 
@@ -38,7 +39,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+from pyroute2.netlink.rtnl.fibmsg import fibmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
 from netdash.model import Neighbour, PolicyRule, Route, RouteLookup
 from netdash.netns import HOST, NetnsTarget, entered_fd, open_netns
@@ -50,7 +52,9 @@ NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_GETROUTE, RTM_GETNEIGH, RTM_GETRULE = 26, 30, 34  # linux/rtnetlink.h
 RTM_F_CLONED, RTM_F_LOOKUP_TABLE = 0x200, 0x1000
-RTA_DST, RTA_SRC, RTA_OIF = 1, 2, 4
+RTA_DST, RTA_SRC, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 2, 4, 5, 6, 7
+RTA_MULTIPATH, RTA_TABLE, RTA_VIA = 9, 15, 18
+NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 NUD_NOARP = 0x40  # linux/neighbour.h
 NTF_ROUTER, NTF_PROXY, NTF_EXT_LEARNED = 0x80, 0x08, 0x10
 FIB_RULE_INVERT, FIB_RULE_IIF_DETACHED, FIB_RULE_OIF_DETACHED = 0x2, 0x8, 0x10
@@ -60,6 +64,8 @@ HOST_LEN = {socket.AF_INET: 32, socket.AF_INET6: 128}
 _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _RTMSG = struct.Struct("=BBBBBBBBI")  # also the shape of ndmsg and fib_rule_hdr requests
 _NLA = struct.Struct("=HH")
+_S32, _U32 = struct.Struct("=i"), struct.Struct("=I")
+_RTNEXTHOP = struct.Struct("=HBBi")  # len, flags, hops, ifindex (linux/rtnetlink.h)
 
 #: iproute2's built-in names (lib/rt_names.c), used where /etc/iproute2 has no file.
 TABLES = {0: "unspec", 253: "default", 254: "main", 255: "local"}
@@ -138,8 +144,12 @@ def parse_name_file(text: str) -> dict[int, str]:
     return names
 
 
+#: One raw netlink message: the buffer it sits in, its offset and its length.
+RawMessage = tuple[bytes, int, int]
+
+
 class _Rtnl:
-    """One ``NETLINK_ROUTE`` socket: dumps and single requests, decoded by pyroute2."""
+    """One ``NETLINK_ROUTE`` socket: dumps and single requests, as raw messages."""
 
     def __init__(self) -> None:
         try:
@@ -150,13 +160,12 @@ class _Rtnl:
         except OSError as err:
             raise SourceUnavailable(f"rtnetlink is not available here: {err.strerror}") from err
         self._buf = bytearray(RECV_BUFFER)
-        self._marshal = MarshalRtnl()
         self._seq = 0
 
     def close(self) -> None:
         self._sock.close()
 
-    def dump(self, msg_type: int, family: int) -> list[Any]:
+    def dump(self, msg_type: int, family: int) -> list[RawMessage]:
         """Every message of one dump (``RTM_GET* | NLM_F_DUMP`` for ``family``)."""
         seq = self._send(msg_type, NLM_F_REQUEST | NLM_F_DUMP, _RTMSG.pack(family, *[0] * 8))
         try:
@@ -166,7 +175,7 @@ class _Rtnl:
                 raise PermissionNeeded(f"{err} (reading this needs root?)") from err
             raise
 
-    def request(self, msg_type: int, body: bytes) -> Any:
+    def request(self, msg_type: int, body: bytes) -> RawMessage:
         """The one answer to a plain request; a refusal raises :class:`NetlinkRefused`, even
         EACCES: that is how the kernel answers a lookup that hits a "prohibit" route."""
         seq = self._send(msg_type, NLM_F_REQUEST, body)
@@ -183,23 +192,26 @@ class _Rtnl:
             raise SourceError(f"rtnetlink request failed: {err.strerror}") from err
         return self._seq
 
-    def _replies(self, seq: int) -> Iterator[Any]:
-        """Decoded messages answering ``seq`` until NLMSG_DONE or an error/ACK."""
+    def _replies(self, seq: int) -> Iterator[RawMessage]:
+        """Messages answering ``seq`` until NLMSG_DONE or an error/ACK (linux/netlink.h)."""
         while True:
             try:
                 size = self._sock.recv_into(self._buf)
             except OSError as err:
                 raise SourceError(f"rtnetlink read failed: {err.strerror}") from err
-            for msg in self._marshal.parse(bytes(self._buf[:size])):
-                header = msg["header"]
-                if header["sequence_number"] != seq:
-                    continue  # left over from an earlier, abandoned exchange
-                if header["type"] == NLMSG_DONE:
-                    return
-                if header["type"] == NLMSG_ERROR:
-                    _raise_error(header.get("error"))
-                    return  # an ACK
-                yield msg
+            data = bytes(self._buf[:size])
+            off = 0
+            while off + _NLMSGHDR.size <= size:
+                length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data, off)
+                if length < _NLMSGHDR.size or off + length > size:
+                    raise SourceError("rtnetlink: malformed message")
+                if mseq == seq:  # else: left over from an earlier, abandoned exchange
+                    if mtype in (NLMSG_DONE, NLMSG_ERROR):
+                        if length >= _NLMSGHDR.size + 4:
+                            _raise_error(-_S32.unpack_from(data, off + _NLMSGHDR.size)[0])
+                        return  # the end of a dump, or an ACK
+                    yield data, off, length
+                off += (length + 3) & ~3
 
 
 class NetlinkRefused(SourceError):
@@ -210,9 +222,8 @@ class NetlinkRefused(SourceError):
         self.errno = code
 
 
-def _raise_error(error: object) -> None:
-    code = abs(getattr(error, "code", 0) or 0)
-    if code:
+def _raise_error(code: int) -> None:
+    if code > 0:
         raise NetlinkRefused(code)
 
 
@@ -268,23 +279,20 @@ class RouteReader:
         """Every route of both families in every table, IPv4 first, in the kernel's order."""
         msgs = self._dump(RTM_GETROUTE)
         links = self.link_names()
-        return tuple(
-            route_from_msg(msg, links, self.names)
-            for msg in msgs
-            if not msg["flags"] & RTM_F_CLONED and msg["family"] in FAMILIES
-        )
+        routes = (parse_route(*msg, links, self.names) for msg in msgs)
+        return tuple(route for route in routes if route is not None)
 
     def rules(self) -> tuple[PolicyRule, ...]:
         """Policy rules of both families, in priority order as the kernel keeps them."""
         return tuple(
             rule_from_msg(msg, self.names)
-            for msg in self._dump(RTM_GETRULE)
+            for msg in _decoded(fibmsg, self._dump(RTM_GETRULE))
             if msg["family"] in FAMILIES
         )
 
     def neighbours(self, *, include_noarp: bool = False) -> tuple[Neighbour, ...]:
         """ARP and NDP entries; NOARP/NONE ones only with ``include_noarp`` (as ``ip neigh``)."""
-        msgs = self._dump(RTM_GETNEIGH)
+        msgs = _decoded(ndmsg, self._dump(RTM_GETNEIGH))
         links = self.link_names()
         return tuple(
             neighbour_from_msg(msg, links)
@@ -309,7 +317,9 @@ class RouteReader:
         except NetlinkRefused as err:
             reason = os.strerror(err.errno)
             return RouteLookup(dst=text, dev=None, gateway=None, prefsrc=None, error=reason)
-        route = route_from_msg(msg, self.link_names(), self.names)
+        route = parse_route(*msg, self.link_names(), self.names, clones=True)
+        if route is None:
+            raise SourceError("rtnetlink: the lookup answered with a route of another family")
         return RouteLookup(
             dst=route.dst,
             dev=route.dev,
@@ -343,12 +353,21 @@ class RouteReader:
                 return index
         raise ValueError(f"no interface {name!r} for the address scope")
 
-    def _dump(self, msg_type: int) -> list[Any]:
+    def _dump(self, msg_type: int) -> list[RawMessage]:
         return [
             msg
             for family in FAMILIES
             for msg in self._rtnl.dump(msg_type, family)  # AF_UNSPEC would add bridge/MPLS
         ]
+
+
+def _decoded(kind: Any, msgs: Iterable[RawMessage]) -> Iterator[Any]:
+    """Messages decoded by a pyroute2 class (``ndmsg``, ``fibmsg``): fine for the few
+    neighbours and rules; routes, which can be many, have their own parser."""
+    for data, off, length in msgs:
+        msg = kind(data[off : off + length])
+        msg.decode()
+        yield msg
 
 
 def _parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -370,37 +389,87 @@ def _lookup_error(route_type: str) -> str | None:
     return None
 
 
-def route_from_msg(msg: Any, links: Mapping[int, str], names: RouteNames) -> Route:
-    """One decoded ``RTM_NEWROUTE`` as a :class:`Route` (conventions in the module docstring)."""
-    family = msg["family"]
-    gateway, oif = _gateway(msg), msg.get_attr("RTA_OIF")
-    hops = msg.get_attr("RTA_MULTIPATH")
-    if hops and gateway is None and oif is None:
-        gateway, oif = _gateway(hops[0]), hops[0]["oif"]
-    table = msg.get_attr("RTA_TABLE")
-    type_number = msg["type"]
+def parse_route(
+    data: bytes,
+    off: int,
+    length: int,
+    links: Mapping[int, str],
+    names: RouteNames,
+    clones: bool = False,
+) -> Route | None:
+    """One ``RTM_NEWROUTE`` message (rtmsg + attributes, linux/rtnetlink.h) as a Route; None
+    for another family, or a cached clone unless ``clones`` (a lookup's answer is one, and
+    ``ip route show`` leaves them out). A focused parser rather than pyroute2's: ~100 us a
+    route there made 10,000 routes take a second where ``ip -j route`` takes 19 ms."""
+    body = off + _NLMSGHDR.size
+    family, dst_len, _, _, table, proto, scope, rtype, flags = _RTMSG.unpack_from(data, body)
+    if family not in FAMILIES or (flags & RTM_F_CLONED and not clones):
+        return None
+    attrs = _attributes(data, body + _RTMSG.size, off + length)
+    gateway, oif = _gateway(data, attrs, family), _u32(data, attrs, RTA_OIF)
+    if RTA_MULTIPATH in attrs and gateway is None and oif is None:
+        gateway, oif = _first_nexthop(data, attrs[RTA_MULTIPATH], family)
+    table_attr = _u32(data, attrs, RTA_TABLE)
     return Route(
         family=FAMILIES[family],
-        dst=prefix_text(msg.get_attr("RTA_DST"), msg["dst_len"], family),
+        dst=prefix_text(_address(data, attrs, RTA_DST, family), dst_len, family),
         gateway=gateway,
         dev=_link_name(oif, links),
-        prefsrc=msg.get_attr("RTA_PREFSRC"),
-        protocol=names.protocol(msg["proto"]),
-        metric=msg.get_attr("RTA_PRIORITY"),
-        table=names.table(table if table is not None else msg["table"]),
-        type=ROUTE_TYPES[type_number] if type_number < len(ROUTE_TYPES) else str(type_number),
-        scope=names.scope(msg["scope"]),
+        prefsrc=_address(data, attrs, RTA_PREFSRC, family),
+        protocol=names.protocol(proto),
+        metric=_u32(data, attrs, RTA_PRIORITY),
+        table=names.table(table if table_attr is None else table_attr),
+        type=ROUTE_TYPES[rtype] if rtype < len(ROUTE_TYPES) else str(rtype),
+        scope=names.scope(scope),
     )
 
 
-def _gateway(msg: Any) -> str | None:
-    """RTA_GATEWAY, or RTA_VIA (a gateway of the other family, e.g. IPv4 via IPv6)."""
-    gateway = msg.get_attr("RTA_GATEWAY")
-    if gateway is None:
-        via = msg.get_attr("RTA_VIA")
-        if via is not None:
-            gateway = via.get("addr")
-    return gateway
+def _attributes(data: bytes, start: int, end: int) -> dict[int, tuple[int, int]]:
+    """Attribute type → (start, end) of its payload, for the nlattrs in ``data[start:end]``."""
+    found = {}
+    while start + _NLA.size <= end:
+        size, kind = _NLA.unpack_from(data, start)
+        if size < _NLA.size or start + size > end:
+            break
+        found[kind & NLA_TYPE_MASK] = (start + _NLA.size, start + size)
+        start += (size + 3) & ~3
+    return found
+
+
+def _u32(data: bytes, attrs: Mapping[int, tuple[int, int]], kind: int) -> int | None:
+    span = attrs.get(kind)
+    return _U32.unpack_from(data, span[0])[0] if span and span[1] - span[0] >= 4 else None
+
+
+def _address(
+    data: bytes, attrs: Mapping[int, tuple[int, int]], kind: int, family: int
+) -> str | None:
+    span = attrs.get(kind)
+    return socket.inet_ntop(family, data[span[0] : span[1]]) if span else None
+
+
+def _gateway(data: bytes, attrs: Mapping[int, tuple[int, int]], family: int) -> str | None:
+    """RTA_GATEWAY, or RTA_VIA (``struct rtvia``: a gateway of another family, e.g. IPv4 via
+    IPv6)."""
+    if RTA_GATEWAY in attrs:
+        return _address(data, attrs, RTA_GATEWAY, family)
+    span = attrs.get(RTA_VIA)
+    if span is None or span[1] - span[0] < 2:
+        return None
+    via_family = struct.unpack_from("=H", data, span[0])[0]
+    return socket.inet_ntop(via_family, data[span[0] + 2 : span[1]])
+
+
+def _first_nexthop(
+    data: bytes, span: tuple[int, int], family: int
+) -> tuple[str | None, int | None]:
+    """Gateway and ifindex of the first ``struct rtnexthop`` of RTA_MULTIPATH."""
+    start, end = span
+    if end - start < _RTNEXTHOP.size:
+        return None, None
+    size, _, _, ifindex = _RTNEXTHOP.unpack_from(data, start)
+    nested = _attributes(data, start + _RTNEXTHOP.size, min(start + size, end))
+    return _gateway(data, nested, family), ifindex
 
 
 def _link_name(index: int | None, links: Mapping[int, str]) -> str | None:
@@ -525,7 +594,7 @@ __all__ = [
     "neighbour_from_msg",
     "nud_states",
     "parse_name_file",
+    "parse_route",
     "prefix_text",
-    "route_from_msg",
     "rule_from_msg",
 ]
