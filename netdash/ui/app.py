@@ -101,7 +101,8 @@ class NetdashApp(App[int]):
         update = self.feed.consume(frame)
         if update is not None and update.full:
             self.gc_policy.loaded()
-        self.gc_policy.settle()
+        if update is not None and update.view is not None:
+            self.gc_policy.settle()  # only a new view hands the UI young 100k-entry containers
         return update
 
     def _publish(self, update: ConnectionsUpdate | None) -> None:
