@@ -3,15 +3,12 @@
 What ``ip -d -j route show table all``, ``ip rule``, ``ip neigh`` and ``ip route get`` print,
 field for field, for the namespace netdash looks at.
 
-Why a socket of our own and not pyroute2's ``IPRoute``: pyroute2 0.9 keeps its netlink socket
-*per thread* (``threading.local``) and opens it lazily on a thread's first call, so an IPRoute
-made inside a namespace silently lists the host's routes once the engine calls it from another
-thread. A plain ``NETLINK_ROUTE`` socket created inside the namespace (see :mod:`netdash.netns`)
-stays there for its whole life, whichever thread uses it. pyroute2's message classes decode
-rules and neighbours; routes, which can be many (a full BGP table), go through a focused parser
-of ``struct rtmsg`` and the few attributes we show, 50x faster than pyroute2's. Requests are
-small enough to build by hand (layouts from linux/rtnetlink.h, linux/neighbour.h,
-linux/fib_rules.h).
+Not pyroute2's ``IPRoute``, whose socket is per thread: the ``NETLINK_ROUTE`` socket, made inside
+the namespace, the attribute helpers and iproute2's names live in :mod:`netdash.sources.rtnl`;
+this module builds the requests and reads the answers. pyroute2's message classes decode rules
+and neighbours; routes, which can be many (a full BGP table), go through a focused parser of
+``struct rtmsg`` and the few attributes we show, 50x faster than pyroute2's (layouts from
+linux/rtnetlink.h, linux/neighbour.h, linux/fib_rules.h).
 
 Conventions, chosen to match ``ip`` so that its output is the oracle in tests:
 
@@ -28,14 +25,11 @@ Conventions, chosen to match ``ip`` so that its output is the oracle in tests:
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import os
 import socket
 import struct
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -43,39 +37,35 @@ from pyroute2.netlink.rtnl.fibmsg import fibmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
 from netdash.model import Neighbour, PolicyRule, Route, RouteLookup
-from netdash.netns import HOST, NetnsTarget, entered_fd, open_netns
-from netdash.sources.errors import PermissionNeeded, SourceError, SourceUnavailable
+from netdash.netns import HOST, NetnsTarget
+from netdash.sources.errors import SourceError
+from netdash.sources.netlink import NLMSG_HEADER
+from netdash.sources.rtnl import (
+    NamespaceHandle,
+    NetlinkRefused,
+    RawMessage,
+    RouteNames,
+    RtnlSocket,
+    attr_address,
+    attr_u32,
+    attributes,
+    nla,
+    parse_name_file,
+)
 from netdash.textsafe import decode
 
-NETLINK_ROUTE = 0  # linux/netlink.h
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
 RTM_GETROUTE, RTM_GETNEIGH, RTM_GETRULE = 26, 30, 34  # linux/rtnetlink.h
 RTM_F_CLONED, RTM_F_LOOKUP_TABLE = 0x200, 0x1000
 RTA_DST, RTA_SRC, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC = 1, 2, 4, 5, 6, 7
 RTA_MULTIPATH, RTA_TABLE, RTA_VIA = 9, 15, 18
-NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 NUD_NOARP = 0x40  # linux/neighbour.h
 NTF_ROUTER, NTF_PROXY, NTF_EXT_LEARNED = 0x80, 0x08, 0x10
 FIB_RULE_INVERT, FIB_RULE_IIF_DETACHED, FIB_RULE_OIF_DETACHED = 0x2, 0x8, 0x10
-RECV_BUFFER = 1 << 20
 FAMILIES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
 HOST_LEN = {socket.AF_INET: 32, socket.AF_INET6: 128}
-_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
 _RTMSG = struct.Struct("=BBBBBBBBI")  # also the shape of ndmsg and fib_rule_hdr requests
-_NLA = struct.Struct("=HH")
-_S32, _U32 = struct.Struct("=i"), struct.Struct("=I")
 _RTNEXTHOP = struct.Struct("=HBBi")  # len, flags, hops, ifindex (linux/rtnetlink.h)
 
-#: iproute2's built-in names (lib/rt_names.c), used where /etc/iproute2 has no file.
-TABLES = {0: "unspec", 253: "default", 254: "main", 255: "local"}
-PROTOCOLS = {
-    0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static", 8: "gated", 9: "ra",
-    10: "mrt", 11: "zebra", 12: "bird", 13: "dnrouted", 14: "xorp", 15: "ntk", 16: "dhcp",
-    18: "keepalived", 42: "babel", 99: "openr", 186: "bgp", 187: "isis", 188: "ospf",
-    189: "rip", 192: "eigrp",
-}  # fmt: skip
-SCOPES = {0: "global", 200: "site", 253: "link", 254: "host", 255: "nowhere"}
 ROUTE_TYPES = (
     "none", "unicast", "local", "broadcast", "anycast", "multicast", "blackhole",
     "unreachable", "prohibit", "throw", "nat", "xresolve",
@@ -85,146 +75,6 @@ NUD_STATES = (  # linux/neighbour.h bits, in the order ip prints them
     (0x01, "INCOMPLETE"), (0x02, "REACHABLE"), (0x04, "STALE"), (0x08, "DELAY"),
     (0x10, "PROBE"), (0x20, "FAILED"), (0x40, "NOARP"), (0x80, "PERMANENT"),
 )  # fmt: skip
-
-
-class RouteNames:
-    """Numbers to the names ``ip`` prints: tables, protocols and scopes.
-
-    Read from iproute2's files (``rt_tables``, ``rt_protos``, ``rt_scopes`` and their ``.d``
-    directories) under ``roots``, later roots overriding earlier ones as iproute2 does with
-    /usr/share and /etc; a missing file leaves the built-in names.
-    """
-
-    def __init__(
-        self, roots: Iterable[Path] = (Path("/usr/share/iproute2"), Path("/etc/iproute2"))
-    ) -> None:
-        roots = tuple(roots)
-        self.tables = _name_table(roots, "rt_tables", TABLES)
-        self.protocols = _name_table(roots, "rt_protos", PROTOCOLS)
-        self.scopes = _name_table(roots, "rt_scopes", SCOPES)
-
-    def table(self, number: int) -> str:
-        return self.tables.get(number, str(number))
-
-    def protocol(self, number: int) -> str:
-        return self.protocols.get(number, str(number))
-
-    def scope(self, number: int) -> str:
-        return self.scopes.get(number, str(number))
-
-
-def _name_table(roots: tuple[Path, ...], name: str, builtin: Mapping[int, str]) -> dict[int, str]:
-    names = dict(builtin)
-    for root in roots:
-        names.update(parse_name_file(_read_text(root / name)))
-        conf_dir = root / f"{name}.d"
-        if conf_dir.is_dir():
-            for conf in sorted(conf_dir.glob("*.conf")):
-                names.update(parse_name_file(_read_text(conf)))
-    return names
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
-
-
-def parse_name_file(text: str) -> dict[int, str]:
-    """``NUMBER NAME`` lines of an iproute2 names file (decimal or 0x hex; # comments)."""
-    names: dict[int, str] = {}
-    for line in text.splitlines():
-        fields = line.split("#", 1)[0].split()
-        if len(fields) >= 2:
-            try:
-                names[int(fields[0], 0)] = fields[1]
-            except ValueError:
-                continue
-    return names
-
-
-#: One raw netlink message: the buffer it sits in, its offset and its length.
-RawMessage = tuple[bytes, int, int]
-
-
-class _Rtnl:
-    """One ``NETLINK_ROUTE`` socket: dumps and single requests, as raw messages."""
-
-    def __init__(self) -> None:
-        try:
-            self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
-            self._sock.bind((0, 0))
-        except PermissionError as err:
-            raise PermissionNeeded(f"opening an rtnetlink socket was refused: {err}") from err
-        except OSError as err:
-            raise SourceUnavailable(f"rtnetlink is not available here: {err.strerror}") from err
-        self._buf = bytearray(RECV_BUFFER)
-        self._seq = 0
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def dump(self, msg_type: int, family: int) -> list[RawMessage]:
-        """Every message of one dump (``RTM_GET* | NLM_F_DUMP`` for ``family``)."""
-        seq = self._send(msg_type, NLM_F_REQUEST | NLM_F_DUMP, _RTMSG.pack(family, *[0] * 8))
-        try:
-            return list(self._replies(seq))
-        except NetlinkRefused as err:
-            if err.errno in (errno.EPERM, errno.EACCES):
-                raise PermissionNeeded(f"{err} (reading this needs root?)") from err
-            raise
-
-    def request(self, msg_type: int, body: bytes) -> RawMessage:
-        """The one answer to a plain request; a refusal raises :class:`NetlinkRefused`, even
-        EACCES: that is how the kernel answers a lookup that hits a "prohibit" route."""
-        seq = self._send(msg_type, NLM_F_REQUEST, body)
-        for msg in self._replies(seq):
-            return msg
-        raise SourceError("rtnetlink: the kernel sent no answer")
-
-    def _send(self, msg_type: int, flags: int, body: bytes) -> int:
-        self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
-        header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), msg_type, flags, self._seq, 0)
-        try:
-            self._sock.sendto(header + body, (0, 0))
-        except OSError as err:
-            raise SourceError(f"rtnetlink request failed: {err.strerror}") from err
-        return self._seq
-
-    def _replies(self, seq: int) -> Iterator[RawMessage]:
-        """Messages answering ``seq`` until NLMSG_DONE or an error/ACK (linux/netlink.h)."""
-        while True:
-            try:
-                size = self._sock.recv_into(self._buf)
-            except OSError as err:
-                raise SourceError(f"rtnetlink read failed: {err.strerror}") from err
-            data = bytes(self._buf[:size])
-            off = 0
-            while off + _NLMSGHDR.size <= size:
-                length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data, off)
-                if length < _NLMSGHDR.size or off + length > size:
-                    raise SourceError("rtnetlink: malformed message")
-                if mseq == seq:  # else: left over from an earlier, abandoned exchange
-                    if mtype in (NLMSG_DONE, NLMSG_ERROR):
-                        if length >= _NLMSGHDR.size + 4:
-                            _raise_error(-_S32.unpack_from(data, off + _NLMSGHDR.size)[0])
-                        return  # the end of a dump, or an ACK
-                    yield data, off, length
-                off += (length + 3) & ~3
-
-
-class NetlinkRefused(SourceError):
-    """The kernel answered a request with an error; ``errno`` says which."""
-
-    def __init__(self, code: int) -> None:
-        super().__init__(f"rtnetlink: {os.strerror(code)}")
-        self.errno = code
-
-
-def _raise_error(code: int) -> None:
-    if code > 0:
-        raise NetlinkRefused(code)
 
 
 class RouteReader:
@@ -239,22 +89,17 @@ class RouteReader:
     def __init__(self, netns: NetnsTarget = HOST, names: RouteNames | None = None) -> None:
         self.netns = netns
         self.names = names if names is not None else RouteNames()
-        self._ns_fd = open_netns(netns) if netns.path is not None else None
+        self._ns = NamespaceHandle(netns)
         try:
-            with self._inside():
-                self._rtnl = _Rtnl()
+            with self._ns.inside():
+                self._rtnl = RtnlSocket()
         except BaseException:
-            self._close_fd()
+            self._ns.close()
             raise
 
     def close(self) -> None:
         self._rtnl.close()
-        self._close_fd()
-
-    def _close_fd(self) -> None:
-        if self._ns_fd is not None:
-            os.close(self._ns_fd)
-            self._ns_fd = None
+        self._ns.close()
 
     def __enter__(self) -> RouteReader:
         return self
@@ -264,14 +109,9 @@ class RouteReader:
     ) -> None:
         self.close()
 
-    def _inside(self) -> AbstractContextManager[None]:
-        if self._ns_fd is None:
-            return nullcontext()
-        return entered_fd(self._ns_fd, self.netns.label)
-
     def link_names(self) -> dict[int, str]:
         """ifindex → name inside the namespace (names are kernel bytes, decoded safely)."""
-        with self._inside():
+        with self._ns.inside():
             pairs = socket.if_nameindex()
         return {index: decode(os.fsencode(name)) for index, name in pairs}
 
@@ -333,17 +173,17 @@ class RouteReader:
         """rtmsg + RTA_DST (+ RTA_SRC, RTA_OIF for a scoped IPv6 address) for RTM_GETROUTE."""
         dst = _parse_address(addr)
         family = socket.AF_INET6 if dst.version == 6 else socket.AF_INET
-        attrs = _nla(RTA_DST, dst.packed)
+        attrs = nla(RTA_DST, dst.packed)
         src_len = 0
         if source:
             src = _parse_address(source.strip())
             if src.version != dst.version:
                 raise ValueError(f"{source} and {addr} are not of the same address family")
-            attrs += _nla(RTA_SRC, src.packed)
+            attrs += nla(RTA_SRC, src.packed)
             src_len = HOST_LEN[family]
         scope = getattr(dst, "scope_id", None)
         if scope:
-            attrs += _nla(RTA_OIF, struct.pack("=I", self._ifindex(scope)))
+            attrs += nla(RTA_OIF, struct.pack("=I", self._ifindex(scope)))
         header = _RTMSG.pack(family, HOST_LEN[family], src_len, 0, 0, 0, 0, 0, RTM_F_LOOKUP_TABLE)
         return header + attrs
 
@@ -354,11 +194,11 @@ class RouteReader:
         raise ValueError(f"no interface {name!r} for the address scope")
 
     def _dump(self, msg_type: int) -> list[RawMessage]:
-        return [
-            msg
-            for family in FAMILIES
-            for msg in self._rtnl.dump(msg_type, family)  # AF_UNSPEC would add bridge/MPLS
-        ]
+        """IPv4 then IPv6 (an AF_UNSPEC dump would add bridge and MPLS entries)."""
+        msgs: list[RawMessage] = []
+        for family in FAMILIES:
+            msgs += self._rtnl.dump(msg_type, _RTMSG.pack(family, *[0] * 8))
+        return msgs
 
 
 def _decoded(kind: Any, msgs: Iterable[RawMessage]) -> Iterator[Any]:
@@ -375,11 +215,6 @@ def _parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         return ipaddress.ip_address(text)
     except ValueError:
         raise ValueError(f"{text!r} is not an IPv4 or IPv6 address") from None
-
-
-def _nla(kind: int, payload: bytes) -> bytes:
-    length = _NLA.size + len(payload)
-    return _NLA.pack(length, kind) + payload + b"\0" * (-length % 4)
 
 
 def _lookup_error(route_type: str) -> str | None:
@@ -401,58 +236,34 @@ def parse_route(
     for another family, or a cached clone unless ``clones`` (a lookup's answer is one, and
     ``ip route show`` leaves them out). A focused parser rather than pyroute2's: ~100 us a
     route there made 10,000 routes take a second where ``ip -j route`` takes 19 ms."""
-    body = off + _NLMSGHDR.size
+    body = off + NLMSG_HEADER
     family, dst_len, _, _, table, proto, scope, rtype, flags = _RTMSG.unpack_from(data, body)
     if family not in FAMILIES or (flags & RTM_F_CLONED and not clones):
         return None
-    attrs = _attributes(data, body + _RTMSG.size, off + length)
-    gateway, oif = _gateway(data, attrs, family), _u32(data, attrs, RTA_OIF)
+    attrs = attributes(data, body + _RTMSG.size, off + length)
+    gateway, oif = _gateway(data, attrs, family), attr_u32(data, attrs, RTA_OIF)
     if RTA_MULTIPATH in attrs and gateway is None and oif is None:
         gateway, oif = _first_nexthop(data, attrs[RTA_MULTIPATH], family)
-    table_attr = _u32(data, attrs, RTA_TABLE)
+    table_attr = attr_u32(data, attrs, RTA_TABLE)
     return Route(
         family=FAMILIES[family],
-        dst=prefix_text(_address(data, attrs, RTA_DST, family), dst_len, family),
+        dst=prefix_text(attr_address(data, attrs, RTA_DST, family), dst_len, family),
         gateway=gateway,
         dev=_link_name(oif, links),
-        prefsrc=_address(data, attrs, RTA_PREFSRC, family),
+        prefsrc=attr_address(data, attrs, RTA_PREFSRC, family),
         protocol=names.protocol(proto),
-        metric=_u32(data, attrs, RTA_PRIORITY),
+        metric=attr_u32(data, attrs, RTA_PRIORITY),
         table=names.table(table if table_attr is None else table_attr),
         type=ROUTE_TYPES[rtype] if rtype < len(ROUTE_TYPES) else str(rtype),
         scope=names.scope(scope),
     )
 
 
-def _attributes(data: bytes, start: int, end: int) -> dict[int, tuple[int, int]]:
-    """Attribute type → (start, end) of its payload, for the nlattrs in ``data[start:end]``."""
-    found = {}
-    while start + _NLA.size <= end:
-        size, kind = _NLA.unpack_from(data, start)
-        if size < _NLA.size or start + size > end:
-            break
-        found[kind & NLA_TYPE_MASK] = (start + _NLA.size, start + size)
-        start += (size + 3) & ~3
-    return found
-
-
-def _u32(data: bytes, attrs: Mapping[int, tuple[int, int]], kind: int) -> int | None:
-    span = attrs.get(kind)
-    return _U32.unpack_from(data, span[0])[0] if span and span[1] - span[0] >= 4 else None
-
-
-def _address(
-    data: bytes, attrs: Mapping[int, tuple[int, int]], kind: int, family: int
-) -> str | None:
-    span = attrs.get(kind)
-    return socket.inet_ntop(family, data[span[0] : span[1]]) if span else None
-
-
 def _gateway(data: bytes, attrs: Mapping[int, tuple[int, int]], family: int) -> str | None:
     """RTA_GATEWAY, or RTA_VIA (``struct rtvia``: a gateway of another family, e.g. IPv4 via
     IPv6)."""
     if RTA_GATEWAY in attrs:
-        return _address(data, attrs, RTA_GATEWAY, family)
+        return attr_address(data, attrs, RTA_GATEWAY, family)
     span = attrs.get(RTA_VIA)
     if span is None or span[1] - span[0] < 2:
         return None
@@ -468,7 +279,7 @@ def _first_nexthop(
     if end - start < _RTNEXTHOP.size:
         return None, None
     size, _, _, ifindex = _RTNEXTHOP.unpack_from(data, start)
-    nested = _attributes(data, start + _RTNEXTHOP.size, min(start + size, end))
+    nested = attributes(data, start + _RTNEXTHOP.size, min(start + size, end))
     return _gateway(data, nested, family), ifindex
 
 
