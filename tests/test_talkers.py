@@ -5,12 +5,16 @@ kernel, sampled by the app's own sampler."""
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+import time
 from collections.abc import Hashable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from netdash.engine import ConnectionsFrame, ConnectionsTracker
+from netdash.engine import ConnectionsFrame, ConnectionsSampler, ConnectionsTracker
 from netdash.model import (
     NO_OWNER_NEEDS_ROOT,
     NO_OWNER_ORPHAN,
@@ -19,6 +23,10 @@ from netdash.model import (
     Socket,
     SocketSample,
 )
+from netdash.netns import resolve_netns
+from netdash.sources.owners import OwnerMap
+from netdash.sources.process import read_cgroup
+from netdash.sources.sockets import SocketReader
 from netdash.talkers import (
     CgroupLookup,
     TalkersFrame,
@@ -27,7 +35,9 @@ from netdash.talkers import (
     host_port_label,
     moving_sockets,
 )
+from tests.conftest import needs_root
 from tests.test_engine import tcp_info
+from tests.vethlab import ADDR_B, veth_lab
 
 ID = "3f4e" * 16  # a 64-hex container id
 
@@ -372,3 +382,102 @@ def test_ranked_processes_carry_their_cgroup(tmp_path: Path) -> None:
     (tmp_path / "10" / "stat").unlink()  # looked up once: later ticks keep the tag
     (again,) = flows.tick().processes
     assert again.process == talker.process
+
+
+# ------------------------------------------------------------------------------- real kernel
+
+PACE_CHUNK = 32 * 1024  # bytes written every PACE_PERIOD: 1.31 MB/s, far below what a veth carries
+PACE_PERIOD = 0.025
+PACE_SECONDS = 5.0
+SENDER_COMM = "ndtalk-send"
+
+RECEIVER = """
+import socket, sys
+server = socket.create_server((sys.argv[1], 0))
+print(server.getsockname()[1], flush=True)
+conn, _ = server.accept()
+while conn.recv(1 << 16):
+    pass
+"""
+
+#: Writes a chunk at absolute deadlines (a late wake-up catches up, so the mean pace holds) under
+#: a comm of its own, then says "connected" once the connection is up.
+SENDER = """
+import ctypes, socket, sys, time
+ctypes.CDLL(None).prctl(15, sys.argv[5].encode(), 0, 0, 0)  # PR_SET_NAME
+chunk, period, seconds = b"t" * int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[6])
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+print("connected", flush=True)
+start = time.monotonic()
+for n in range(int(seconds / period)):
+    time.sleep(max(0.0, start + n * period - time.monotonic()))
+    sock.sendall(chunk)
+sock.close()
+"""
+
+
+@contextmanager
+def in_netns(netns: str, script: str, *args: object) -> Iterator[subprocess.Popen[str]]:
+    """``python -c script args`` inside ``netns`` (`ip netns exec` execs: the pid is python's);
+    killed and reaped on the way out, whatever happened."""
+    argv = ["ip", "netns", "exec", netns, sys.executable, "-c", script, *map(str, args)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def read_line(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    assert line, f"the lab process exited early ({proc.poll()})"
+    return line
+
+
+def sample_every(netns: str, period: float, count: int) -> list[TalkersFrame]:
+    """The app's own sampler (SocketReader + OwnerMap, TCP only) inside ``netns``, through
+    ConnectionsTracker and TalkersTracker, ``count`` ticks ``period`` apart."""
+    sampler = ConnectionsSampler(SocketReader(netns=resolve_netns(netns)), OwnerMap())
+    sampler.tcp_info, sampler.unix = True, False
+    connections, talkers = ConnectionsTracker(period), TalkersTracker()
+    frames = []
+    try:
+        start = time.monotonic()
+        for n in range(count):
+            time.sleep(max(0.0, start + n * period - time.monotonic()))
+            frames.append(talkers.update(connections.update(sampler.sample())))
+    finally:
+        sampler.close()
+    return frames
+
+
+@needs_root
+def test_a_paced_flow_names_the_receiver_and_the_sending_process() -> None:
+    pace = PACE_CHUNK / PACE_PERIOD
+    with veth_lab() as lab, in_netns(lab.b, RECEIVER, ADDR_B) as receiver:
+        port = int(read_line(receiver))
+        args = (ADDR_B, port, PACE_CHUNK, PACE_PERIOD, SENDER_COMM, PACE_SECONDS)
+        with in_netns(lab.a, SENDER, *args) as sender:
+            assert read_line(sender) == "connected"
+            time.sleep(0.5)  # past the first writes
+            frames = sample_every(lab.a, 0.5, 8)  # 3.5 s of a 5 s flow: 7 ticks with rates
+            cgroup = read_cgroup(sender.pid)
+
+    last = frames[-1]
+    assert [t.key for t in last.hosts] == [ADDR_B]
+    assert [t.key for t in last.host_ports] == [(ADDR_B, port)]
+    (top,) = last.processes
+    assert top.key == sender.pid and top.process is not None
+    assert (top.process.pid, top.process.comm) == (sender.pid, SENDER_COMM)
+    assert top.process.cgroup is not None and top.process.cgroup.path == cgroup
+    assert top.sockets == 1
+    for talker in (top, last.hosts[0], last.total):
+        avg = last.average(talker, 2.0)
+        assert avg.tx == pytest.approx(pace, rel=0.10), (avg, pace)
+        assert avg.rx == 0  # the receiver sends no payload; acks are not bytes_received
+    ticks = [f.total.rate.tx for f in frames[1:]]  # each tick's own rate, not a running total
+    assert all(0.5 * pace < tx < 1.5 * pace for tx in ticks), (ticks, pace)
