@@ -16,7 +16,18 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from netdash.model import HostInfo, MemInfo, Owner, Socket, SocketSample, TcpInfo, Timer
+from netdash.model import (
+    HostInfo,
+    Link,
+    LinkCounters,
+    LinkSample,
+    MemInfo,
+    Owner,
+    Socket,
+    SocketSample,
+    TcpInfo,
+    Timer,
+)
 
 FORMAT = "netdash-recording"
 VERSION = 1
@@ -72,18 +83,52 @@ def sample_from_dict(data: dict[str, Any]) -> SocketSample:
     )
 
 
+def link_sample_to_dict(sample: LinkSample) -> dict[str, Any]:
+    return {
+        "links": [_record_to_dict(link) for link in sample.links],
+        "counters": {str(i): _record_to_dict(c) for i, c in sample.counters.items()},
+        "taken_at": sample.taken_at,
+        "wall_time": sample.wall_time,
+    }
+
+
+def link_sample_from_dict(data: dict[str, Any]) -> LinkSample:
+    links = []
+    for fields in data["links"]:
+        fields = dict(fields)
+        fields["flags"] = tuple(fields.get("flags", ()))
+        fields["addresses"] = tuple(fields.get("addresses", ()))
+        links.append(Link(**fields))
+    return LinkSample(
+        links=tuple(links),
+        counters={int(i): LinkCounters(**c) for i, c in data.get("counters", {}).items()},
+        taken_at=data.get("taken_at", 0.0),
+        wall_time=data.get("wall_time", 0.0),
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Recording:
+    """Socket samples and, optionally (recordings made since the Interfaces pane), link
+    samples taken alongside them."""
+
     host: HostInfo
     samples: tuple[SocketSample, ...]
+    links: tuple[LinkSample, ...] = ()
 
 
-def write_recording(path: Path, host: HostInfo, samples: Iterable[SocketSample]) -> None:
+def write_recording(
+    path: Path,
+    host: HostInfo,
+    samples: Iterable[SocketSample],
+    links: Iterable[LinkSample] = (),
+) -> None:
     document = {
         "format": FORMAT,
         "version": VERSION,
         "host": _record_to_dict(host),
         "samples": [sample_to_dict(sample) for sample in samples],
+        "links": [link_sample_to_dict(sample) for sample in links],
     }
     data = json.dumps(document, separators=(",", ":")).encode()
     path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
@@ -102,16 +147,27 @@ def read_recording(path: Path) -> Recording:
     return Recording(
         host=HostInfo(**document["host"]),
         samples=tuple(sample_from_dict(s) for s in document["samples"]),
+        links=tuple(link_sample_from_dict(s) for s in document.get("links", ())),
     )
 
 
 class ReplaySampler:
-    """Plays recorded samples back as if they were live: one per call, holding the last one.
+    """Plays recorded samples (of sockets or of links) back as if they were live: one per call,
+    holding the last one.
 
     Timestamps are shifted onto the caller's clock so rates and "age of the sample" behave.
     """
 
-    def __init__(self, samples: Sequence[SocketSample], clock: Any = None, loop: bool = False):
+    def __init__(
+        self,
+        samples: Sequence[Any],
+        clock: Any = None,
+        loop: bool = False,
+        keep_intervals: bool = False,
+    ):
+        """``keep_intervals``: shift the recorded times by one offset instead of stamping each
+        sample "now", so rates come out as recorded however fast the samples are asked for
+        (the Interfaces pane's graphs and rates in tests and screenshots)."""
         import time
 
         if not samples:
@@ -121,9 +177,10 @@ class ReplaySampler:
         self._loop = loop
         self._next = 0
         self._offset: float | None = None
+        self._keep_intervals = keep_intervals
         self.finished = False
 
-    def sample(self) -> SocketSample:
+    def sample(self) -> Any:
         index = self._next
         if index >= len(self._samples):
             index = 0 if self._loop else len(self._samples) - 1
@@ -131,4 +188,8 @@ class ReplaySampler:
         self._next = index + 1
         recorded = self._samples[index]
         now = self._clock()
-        return dataclasses.replace(recorded, taken_at=now)
+        if not self._keep_intervals:
+            return dataclasses.replace(recorded, taken_at=now)
+        if self._offset is None or index == 0:
+            self._offset = now - recorded.taken_at
+        return dataclasses.replace(recorded, taken_at=recorded.taken_at + self._offset)

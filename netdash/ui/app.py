@@ -14,19 +14,22 @@ from typing import Protocol
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer
+from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 
 from netdash.engine import ConnectionsTracker, Poller
-from netdash.model import HostInfo, SocketSample
+from netdash.engine_links import LinkFrame, LinkTracker
+from netdash.model import HostInfo, LinkSample, SocketSample
 from netdash.ui.gc_policy import GcPolicy
-from netdash.ui.messages import ConnectionsUpdated, SourceFailed
+from netdash.ui.messages import ConnectionsUpdated, LinksUpdated, SourceFailed
 from netdash.ui.panes.connection_rows import ConnectionsFeed, ConnectionsUpdate
 from netdash.ui.panes.connections import ConnectionsPane
+from netdash.ui.panes.interfaces import InterfacesPane
 from netdash.ui.screens.help import HelpScreen
 from netdash.ui.screens.owner_chooser import OwnerChooser
 from netdash.ui.screens.process import ProcessScreen
 from netdash.ui.screens.socket_detail import SocketDetailScreen
 from netdash.ui.widgets.status_line import StatusLine
+from netdash.ui.widgets.virtual_table import VirtualTable
 
 
 class Sampler(Protocol):
@@ -35,6 +38,19 @@ class Sampler(Protocol):
     def sample(self) -> SocketSample: ...
 
     def close(self) -> None: ...
+
+
+class LinksSampler(Protocol):
+    def sample(self) -> LinkSample: ...
+
+    def close(self) -> None: ...
+
+
+#: The tabs in order; the number keys and Tab switch between them.
+TABS: tuple[tuple[str, str], ...] = (
+    ("tab-connections", "Connections"),
+    ("tab-interfaces", "Interfaces"),
+)
 
 
 class NetdashApp(App[int]):
@@ -47,6 +63,11 @@ class NetdashApp(App[int]):
         Binding("question_mark", "help", "Help"),
         Binding("p", "toggle_pause", "Pause"),
         Binding("escape", "back", "Back", show=False),
+        Binding("1", "show_tab(0)", "Connections", show=False),
+        Binding("2", "show_tab(1)", "Interfaces", show=False),
+        # Priority: the screen's own Tab binding moves focus between widgets.
+        Binding("tab", "next_tab(1)", "Next tab", show=False, priority=True),
+        Binding("shift+tab", "next_tab(-1)", "Previous tab", show=False, priority=True),
     ]
 
     def __init__(
@@ -57,6 +78,7 @@ class NetdashApp(App[int]):
         *,
         autostart: bool = True,
         live: bool = True,
+        links: LinksSampler | None = None,
     ) -> None:
         super().__init__()
         self.live = live  # False on a recording: never read this machine's /proc for its pids
@@ -73,23 +95,52 @@ class NetdashApp(App[int]):
             interval,
             on_error=self._report_error,
         )
+        self.links = links
+        self.link_tracker = LinkTracker(interval)
+        self.links_poller: Poller[LinkFrame] | None = (
+            Poller(
+                "links",
+                self._sample_links_in_thread,
+                self._publish_links,
+                interval,
+                on_error=lambda err: self._report_source_error("links", err),
+            )
+            if links is not None
+            else None
+        )
+        self._held_links: LinkFrame | None = None  # the latest frame while paused
         self._autostart = autostart
         self.gc_policy = GcPolicy()
 
     def compose(self) -> ComposeResult:
         yield StatusLine(self.host, self.interval, id="status")
-        yield ConnectionsPane(self.feed, self.host, id="connections")
+        with TabbedContent(id="tabs"):
+            with TabPane(f"1 {TABS[0][1]}", id=TABS[0][0]):
+                yield ConnectionsPane(self.feed, self.host, id="connections")
+            with TabPane(f"2 {TABS[1][1]}", id=TABS[1][0]):
+                yield InterfacesPane(id="interfaces")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        # The tab strip is driven by the number keys and Tab; focus stays in the panes, whose
+        # keys the footer shows.
+        self.query_one(Tabs).can_focus = False
+        self._focus_tab(TABS[0][0])
         self.sampler.unix = False
         self.gc_policy.start()
         if self._autostart:
             self.poller.start()
+            if self.links_poller is not None:
+                self.links_poller.start()
+        if self.links is None:
+            self.query_one(InterfacesPane).show_error("not sampled (no links source)")
 
     def on_unmount(self) -> None:
         self.poller.stop()
         self.sampler.close()
+        if self.links_poller is not None and self.links is not None:
+            self.links_poller.stop()
+            self.links.close()
         self.gc_policy.stop()
 
     # -- the sampling thread -------------------------------------------------------------------
@@ -110,11 +161,23 @@ class NetdashApp(App[int]):
             self.post_message(ConnectionsUpdated(update))
 
     def _report_error(self, err: BaseException) -> None:
-        self.post_message(SourceFailed("connections", str(err) or type(err).__name__))
+        self._report_source_error("connections", err)
+
+    def _report_source_error(self, source: str, err: BaseException) -> None:
+        self.post_message(SourceFailed(source, str(err) or type(err).__name__))
+
+    def _sample_links_in_thread(self) -> LinkFrame:
+        assert self.links is not None
+        return self.link_tracker.update(self.links.sample())
+
+    def _publish_links(self, frame: LinkFrame) -> None:
+        self.post_message(LinksUpdated(frame))
 
     def sample_now(self) -> None:
-        """Run one tick in the calling thread (tests, replay) and deliver it."""
+        """Run one tick of every source in the calling thread (tests, replay) and deliver it."""
         self.poller.run_once()
+        if self.links_poller is not None:
+            self.links_poller.run_once()
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -133,8 +196,18 @@ class NetdashApp(App[int]):
         if isinstance(self.screen, ProcessScreen):
             self.screen.apply_update(update)
 
+    @on(LinksUpdated)
+    def _apply_links(self, message: LinksUpdated) -> None:
+        if self.paused:
+            self._held_links = message.frame  # shown on resume; the history goes on meanwhile
+            return
+        self.query_one(InterfacesPane).apply_frame(message.frame)
+
     @on(SourceFailed)
     def _failed(self, message: SourceFailed) -> None:
+        if message.source == "links":
+            self.query_one(InterfacesPane).show_error(message.error)
+            return
         status = self.query_one(StatusLine)
         status.error = f"{message.source}: {message.error}"
         status.redraw()
@@ -171,6 +244,41 @@ class NetdashApp(App[int]):
         status.redraw()
         if not self.paused:
             self.poller.poke()
+            held, self._held_links = self._held_links, None
+            if held is not None:
+                self.query_one(InterfacesPane).apply_frame(held)
+
+    def action_show_tab(self, index: int) -> None:
+        """Number keys: straight to a tab, its table focused (the keys shown are its keys)."""
+        tab_id = TABS[index][0]
+        self.query_one(TabbedContent).active = tab_id
+        self._focus_tab(tab_id)
+
+    def action_next_tab(self, step: int) -> None:
+        ids = [tab_id for tab_id, _ in TABS]
+        current = self.query_one(TabbedContent).active
+        index = ids.index(current) if current in ids else 0
+        self.action_show_tab((index + step) % len(ids))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Tab and the number keys belong to the main screen: a dialog or the Process screen
+        # keeps its own Tab (focus) and digits.
+        if action in ("next_tab", "show_tab"):
+            return self.screen is self.screen_stack[0] or None
+        return True
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id is not None:
+            self._focus_tab(event.pane.id)
+
+    def _focus_tab(self, tab_id: str) -> None:
+        pane = self.query_one(f"#{tab_id}", TabPane)
+        tables = pane.query(VirtualTable)
+        for table in tables:
+            if table.display:
+                table.focus()
+                return
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -183,10 +291,12 @@ class NetdashApp(App[int]):
 def build_live_app(args: argparse.Namespace) -> NetdashApp:
     from netdash.cli import netns_target, open_sampler
     from netdash.sources.host import read_host_info
+    from netdash.sources.links import LinkReader
 
     target = netns_target(args)
     sampler = open_sampler(args)
-    return NetdashApp(sampler, read_host_info(target.label), args.interval)
+    links = LinkReader(netns=target)
+    return NetdashApp(sampler, read_host_info(target.label), args.interval, links=links)
 
 
 def build_replay_app(path: Path, interval: float = 1.0, *, autostart: bool = True) -> NetdashApp:
@@ -195,8 +305,18 @@ def build_replay_app(path: Path, interval: float = 1.0, *, autostart: bool = Tru
 
     recording = read_recording(path)
     sampler = ReplaySampler(recording.samples)
+    links = (
+        ReplayLinks(ReplaySampler(recording.links, keep_intervals=True).sample)
+        if recording.links
+        else None
+    )
     return NetdashApp(
-        ReplayAdapter(sampler.sample), recording.host, interval, autostart=autostart, live=False
+        ReplayAdapter(sampler.sample),
+        recording.host,
+        interval,
+        autostart=autostart,
+        live=False,
+        links=links,
     )
 
 
@@ -206,6 +326,16 @@ class ReplayAdapter:
     def __init__(self, sample: Callable[[], SocketSample]) -> None:
         self.sample = sample
         self.unix = True
+
+    def close(self) -> None:
+        pass
+
+
+class ReplayLinks:
+    """Recorded samples of the interfaces, played back one per tick."""
+
+    def __init__(self, sample: Callable[[], LinkSample]) -> None:
+        self.sample = sample
 
     def close(self) -> None:
         pass

@@ -99,6 +99,32 @@ def human_rate(value: float | None) -> str:
     return human_bytes(value)
 
 
+def human_bits(bits: float | None) -> str:
+    """Bits per second as iftop and bmon show them, SI units: ``0``, ``812b``, ``12.3Mb``."""
+    if bits is None:
+        return ""
+    if bits < 0.5:
+        return "0"
+    for unit in ("b", "Kb", "Mb", "Gb", "Tb"):
+        if bits < 1000 or unit == "Tb":
+            return f"{bits:.0f}{unit}" if bits >= 100 or unit == "b" else f"{bits:.1f}{unit}"
+        bits /= 1000.0
+    raise AssertionError("unreachable")
+
+
+def human_count(value: float | None) -> str:
+    """Packets (or errors) per second: ``0``, ``12``, ``3.4K``, ``1.2M``."""
+    if value is None:
+        return ""
+    if value < 0.5:
+        return "0"
+    if value < 1000:
+        return f"{value:.0f}"
+    if value < 1_000_000:
+        return f"{value / 1000:.1f}K"
+    return f"{value / 1_000_000:.1f}M"
+
+
 def milliseconds(us: int | None) -> str:
     """An RTT in µs as ms with the precision that matters: 0.05, 1.25, 12.3, 250."""
     if us is None:

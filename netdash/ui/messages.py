@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from netdash.engine_links import LinkFrame
 from netdash.model import ProcessInfo
 from netdash.ui.panes.connection_rows import ConnectionsUpdate
 
@@ -14,6 +15,14 @@ class ConnectionsUpdated(Message):
     def __init__(self, update: ConnectionsUpdate) -> None:
         super().__init__()
         self.update = update
+
+
+class LinksUpdated(Message):
+    """A new sample of the interfaces with its rates (built in the links thread)."""
+
+    def __init__(self, frame: LinkFrame) -> None:
+        super().__init__()
+        self.frame = frame
 
 
 class SourceFailed(Message):

@@ -48,8 +48,9 @@ class StatusLine(Widget):
         idle host the line reads the same from tick to tick and costs no repaint."""
         text = self._build()
         if text != self._text:
+            lines_before = self._text.plain.count("\n") if self._text is not None else -1
             self._text = text
-            self.refresh()
+            self.refresh(layout=text.plain.count("\n") != lines_before)  # the ⚠ line comes or goes
 
     def render(self) -> Text:
         if self._text is None:

@@ -1,0 +1,125 @@
+"""The Interfaces pane: every link with its rates, errors and drops, and the selected one's graph.
+
+What ``ip -s link`` and bmon answer, live: is a link down, is it dropping, how busy is it. The
+pane renders :class:`~netdash.engine_links.LinkFrame`\\ s handed to it by the app; it samples
+nothing itself.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from netdash.engine_links import LinkFrame
+from netdash.textsafe import visible
+from netdash.ui.format import human_bits
+from netdash.ui.panes.interface_rows import (
+    COLUMN_INDEX,
+    COLUMNS,
+    drops_rising,
+    errors_rising,
+    frame_rows,
+    is_down,
+)
+from netdash.ui.tableview import TableView
+from netdash.ui.widgets.rate_graph import RateGraph, window_label
+from netdash.ui.widgets.virtual_table import VirtualTable
+
+
+def summary_text(frame: LinkFrame | None, error: str | None = None) -> Text:
+    """One line: how many links, how many down, total traffic, who is dropping right now."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if error:
+        text.append(f"interfaces: {visible(error)}", style="bold red")
+        return text
+    if frame is None:
+        text.append("waiting for the first sample of the interfaces", style="yellow")
+        return text
+    links = frame.links
+    down = [link for link in links if is_down(link)]
+    rates = [rate for rate in frame.rates.values() if rate is not None]
+    text.append(f"{len(links)} interfaces", style="bold")
+    text.append(" · ")
+    text.append(f"{len(down)} down", style="bold red" if down else "dim")
+    text.append(f" · RX {human_bits(sum(r.rx_bps for r in rates))}/s")
+    text.append(f" TX {human_bits(sum(r.tx_bps for r in rates))}/s")
+    dropping = [link.name for link in links if drops_rising(frame.rates.get(link.ifindex))]
+    failing = [link.name for link in links if errors_rising(frame.rates.get(link.ifindex))]
+    if dropping:
+        text.append(" · dropping: " + ", ".join(map(visible, dropping)), style="bold red")
+    if failing:
+        text.append(" · errors: " + ", ".join(map(visible, failing)), style="bold red")
+    return text
+
+
+class InterfacesPane(Vertical):
+    """Summary line, the interfaces table, and the graph of the interface under the cursor."""
+
+    BINDINGS = [
+        Binding("s", "next_sort", "Sort"),
+        Binding("S", "reverse_sort", "Reverse", show=False),
+        Binding("z", "zoom", "Window"),
+    ]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.view = TableView(sort_column=COLUMN_INDEX["name"])
+        self.frame: LinkFrame | None = None
+        self.error: str | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(summary_text(None), id="links-summary")
+        yield VirtualTable(COLUMNS, id="links", activatable=False)
+        yield RateGraph(id="link-graph")
+
+    def on_mount(self) -> None:
+        self.table.set_view(self.view)
+
+    @property
+    def table(self) -> VirtualTable:
+        return self.query_one("#links", VirtualTable)
+
+    @property
+    def graph(self) -> RateGraph:
+        return self.query_one("#link-graph", RateGraph)
+
+    def apply_frame(self, frame: LinkFrame) -> None:
+        """Show one sample of the interfaces (UI thread; ~1 ms per 100 links)."""
+        self.frame, self.error = frame, None
+        self.view.replace_all(frame_rows(frame))
+        self.table.refresh_rows()
+        self.query_one("#links-summary", Static).update(summary_text(frame))
+        self._show_graph()
+
+    def show_error(self, error: str) -> None:
+        """The links source failed: say so and keep the last rows (they are marked stale)."""
+        self.error = error
+        self.query_one("#links-summary", Static).update(summary_text(self.frame, error))
+
+    @on(VirtualTable.CursorMoved, "#links")
+    def _cursor_moved(self) -> None:
+        self._show_graph()
+
+    def _show_graph(self) -> None:
+        frame, row = self.frame, self.table.cursor_row
+        if frame is None or row is None:
+            return
+        ifindex = row.key
+        link = row.data[0]
+        history = frame.history.get(ifindex) if ifindex in frame.history else None
+        if history is not None:
+            self.graph.show(link.name, history, frame.sample.taken_at)
+
+    def action_next_sort(self) -> None:
+        self.table.cycle_sort()
+
+    def action_reverse_sort(self) -> None:
+        self.table.reverse_sort()
+
+    def action_zoom(self) -> None:
+        window = self.graph.cycle_window()
+        self.notify(f"graph window: last {window_label(window)}", timeout=2)
