@@ -1,4 +1,5 @@
-"""Entry points: `netdash` (the TUI), `netdash dump connections|routes --json`, `netdash record`.
+"""Entry points: `netdash` (the TUI), `netdash dump connections|routes|interfaces --json`,
+`netdash record`.
 
 Exit codes: 0 success, 1 a failure (a one-line message on stderr), 2 a usage error. Textual is
 imported only for the TUI, so `dump` starts as fast as a small script.
@@ -11,9 +12,14 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netdash import __version__
-from netdash.sources.errors import SourceError
+from netdash.sources.errors import PermissionNeeded, SourceError
+
+if TYPE_CHECKING:  # the dump path imports these only when it runs
+    from netdash.engine_links import LinkRate
+    from netdash.model import Link, LinkCounters
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -27,6 +33,18 @@ def positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"the interval must be more than 0 seconds, not {text}")
     if value < 0.1:
         raise argparse.ArgumentTypeError("the interval must be at least 0.1 seconds")
+    return value
+
+
+def window_seconds(text: str) -> float:
+    """``dump interfaces --seconds``: a rate window, so any finite time above 0 (unlike a poll
+    interval, a short one costs nothing but precision)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"the window must be more than 0 seconds, not {text}")
     return value
 
 
@@ -106,6 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", required=True, help="JSON output (the only format for now)"
     )
     add_netns_options(routes, sub=True)
+    interfaces = dump_what.add_parser(
+        "interfaces", help="every interface with its counters and rates over a window"
+    )
+    interfaces.add_argument(
+        "--json", action="store_true", required=True, help="JSON output (the only format for now)"
+    )
+    interfaces.add_argument(
+        "--seconds",
+        type=window_seconds,
+        default=1.0,
+        metavar="N",
+        help="measure rates over N seconds (default 1); counters are those at the end",
+    )
+    add_netns_options(interfaces, sub=True)
 
     record = commands.add_parser("record", help="record samples to a file for --replay")
     record.add_argument("output", type=Path, help="file to write")
@@ -185,6 +217,73 @@ def route_to_json(route) -> dict[str, object]:  # route: netdash.model.Route
     }
 
 
+def run_dump_interfaces(args: argparse.Namespace) -> int:
+    """`netdash dump interfaces --json`: counters read twice, ``--seconds`` apart, through the
+    engine's tracker, so rates are computed as the pane computes them. A namespace that cannot
+    be found is a usage error (exit 2), like a bad option."""
+    import json
+    import time
+
+    from netdash.engine_links import LinkTracker
+    from netdash.sources.links import LinkReader
+
+    try:
+        target = netns_target(args)
+    except PermissionNeeded:
+        raise
+    except SourceError as err:
+        print(f"netdash: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    tracker = LinkTracker(interval=args.seconds)
+    with LinkReader(target) as reader:
+        start = tracker.update(reader.sample())
+        # Sleep to start + N, not N: the first sample also read the link details (pyroute2,
+        # ethtool), and the window should be the one asked for.
+        time.sleep(max(0.0, start.sample.taken_at + args.seconds - time.monotonic()))
+        frame = tracker.update(reader.sample())
+    rows = [
+        interface_to_json(link, frame.sample.counters[link.ifindex], frame.rates[link.ifindex])
+        for link in frame.links
+    ]
+    sys.stdout.write(json.dumps(rows, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def interface_to_json(
+    link: Link, counters: LinkCounters, rate: LinkRate | None
+) -> dict[str, object]:
+    """One interface: the keys of the issue, every kernel counter (as read at the end of the
+    window) by its ``rtnl_link_stats64`` name, rates (null when unknown: the interface appeared
+    or its counters reset during the window) and ``rate_seconds``, the monotonic time between
+    the two counter reads that the rates cover. Names arrive decoded by
+    :func:`netdash.textsafe.decode` (non-UTF-8 bytes as ``\\xNN``), so the JSON is valid."""
+    from netdash.model import LINK_COUNTER_NAMES
+
+    row: dict[str, object] = {
+        "ifindex": link.ifindex,
+        "name": link.name,
+        "kind": link.kind,
+        "operstate": link.operstate,
+        "mtu": link.mtu,
+        "mac": link.mac,
+        "addresses": list(link.addresses),
+    }
+    row.update((name, getattr(counters, name)) for name in LINK_COUNTER_NAMES)
+    for key in ("rx_bps", "tx_bps", "rx_pps", "tx_pps"):
+        row[key] = None if rate is None else getattr(rate, key)
+    row["rate_seconds"] = None if rate is None else rate.seconds
+    row.update(
+        carrier=link.carrier,
+        speed_mbps=link.speed_mbps,
+        speed_nominal=link.speed_nominal,
+        duplex=link.duplex,
+        master=link.master,
+        flags=list(link.flags),
+    )
+    return row
+
+
 def run_record(args: argparse.Namespace) -> int:
     import time
 
@@ -218,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "dump" and args.what == "routes":
             return run_dump_routes(args)
+        if args.command == "dump" and args.what == "interfaces":
+            return run_dump_interfaces(args)
         if args.command == "dump":
             return run_dump(args)
         if args.command == "record":
