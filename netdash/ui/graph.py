@@ -20,23 +20,30 @@ def bucket_means(
     now: float,
     window: float,
     width: int,
+    span: float = 0.0,
 ) -> list[float | None]:
     """``width`` column values covering ``(now - window, now]``, oldest first.
 
-    A column is the mean of the known values whose time falls in it; None when it has none
-    (before the interface existed, or rates unknown after a counter reset).
+    A value at time ``t`` is a rate measured over ``(t - span, t]`` and stands for every column
+    that interval touches, so a 1 s sample drawn on a 1-minute graph 80 columns wide fills its
+    1.3 columns instead of leaving gaps. A column is the mean of the values touching it; None
+    when none does (before the interface existed, or rates unknown after a counter reset).
     """
     if width <= 0 or window <= 0:
         return []
     sums = [0.0] * width
     counts = [0] * width
     start = now - window
+    scale = width / window
     for at, value in zip(times, values, strict=True):
         if value is None or at <= start or at > now:
             continue
-        column = min(width - 1, int((at - start) / window * width))
-        sums[column] += value
-        counts[column] += 1
+        # Column c covers (start + c / scale, start + (c + 1) / scale].
+        last = min(width - 1, math.ceil((at - start) * scale - 1e-9) - 1)
+        first = max(0, min(last, math.floor((at - span - start) * scale + 1e-9)))
+        for column in range(first, last + 1):
+            sums[column] += value
+            counts[column] += 1
     return [sums[i] / counts[i] if counts[i] else None for i in range(width)]
 
 

@@ -18,7 +18,7 @@ from netdash.ui.tableview import Column, Row
 
 COLUMNS: tuple[Column, ...] = (
     Column("name", "Interface", width=12, min_width=8, priority=0, flex=True),
-    Column("state", "State", width=7, min_width=4, priority=0),
+    Column("state", "State", width=10, min_width=7, priority=0),
     Column("rx", "RX", width=8, min_width=7, align="right", priority=0),
     Column("tx", "TX", width=8, min_width=7, align="right", priority=0),
     Column("rx_pps", "RX pk/s", width=8, min_width=7, align="right", priority=3),
@@ -53,10 +53,11 @@ def utilisation(link: Link, rate: LinkRate | None) -> float | None:
 
 
 def state_label(link: Link) -> str:
-    """The operstate, or "NO-CARRIER" for a link set up whose cable (or peer) is missing."""
+    """The operstate as ``ip`` prints it, "NO-CARRIER" for a link set up whose cable (or peer)
+    is missing, and "LL-DOWN" for LOWERLAYERDOWN (a vlan or bond whose lower link is down)."""
     if link.carrier is False and "UP" in link.flags and link.operstate not in ("UP", "UNKNOWN"):
         return "NO-CARRIER"
-    return link.operstate
+    return "LL-DOWN" if link.operstate == "LOWERLAYERDOWN" else link.operstate
 
 
 def is_down(link: Link) -> bool:

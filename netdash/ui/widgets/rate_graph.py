@@ -23,7 +23,7 @@ class RateGraph(Widget):
     """Two stacked bar graphs (RX above TX) for one interface; it renders what it is given."""
 
     DEFAULT_CSS = """
-    RateGraph { height: 12; padding: 0 1; }
+    RateGraph { height: 40%; min-height: 6; max-height: 14; padding: 0 1; }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -32,6 +32,7 @@ class RateGraph(Widget):
         self.history = LinkHistorySnapshot()
         self.now = 0.0
         self.window = WINDOWS[0]
+        self.interval = 1.0  # what one sample's rate covers (the app's interval)
 
     def show(self, name: str, history: LinkHistorySnapshot, now: float) -> None:
         self.name_shown, self.history, self.now = name, history, now
@@ -47,11 +48,13 @@ class RateGraph(Widget):
         if not self.name_shown:
             text.append("no interface selected", style="dim italic")
             return text
-        width = max(1, self.size.width - 2 - AXIS - 1)
+        width = max(1, self.size.width - AXIS - 1)
         half = max(1, (self.size.height - 2) // 2)
         for direction, style in (("rx", "green"), ("tx", "cyan")):
             series = self.history.series(f"{direction}_bps")
-            points = bucket_means(self.history.times, series, self.now, self.window, width)
+            points = bucket_means(
+                self.history.times, series, self.now, self.window, width, self.interval
+            )
             start = self.now - self.window
             recent = [v for at, v in zip(self.history.times, series, strict=True) if at > start]
             known = [v for v in recent if v is not None]
