@@ -34,6 +34,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import operator
 import re
 from collections import deque
 from collections.abc import Hashable, Iterable, Iterator, Sequence
@@ -274,66 +275,110 @@ class _Window:
         self.ticks: deque[tuple[int, float, float]] = deque()  # (seq, midpoint, duration)
         self.duration = 0.0
 
-    def advance(self, seq: int, now: float, dt: float) -> int:
-        """Add the tick that ended at ``now``; return the oldest seq still inside."""
-        ticks = self.ticks
+    def advance(self, seq: int, now: float, dt: float) -> list[int]:
+        """Add the tick that ended at ``now``; return the seqs of the ticks that left."""
+        ticks, left = self.ticks, []
         ticks.append((seq, now - dt / 2, dt))
         cutoff = now - self.seconds
         while len(ticks) > 1 and ticks[0][1] <= cutoff:
-            ticks.popleft()
+            left.append(ticks.popleft()[0])
         self.duration = sum(tick[2] for tick in ticks)  # a few dozen floats: no drift to fix
-        return ticks[0][0]
+        return left
 
 
 class _Series:
-    """One entry's state between ticks: its label, last rate and the bytes of each window."""
+    """One entry between ticks: the rate and bytes of the tick it last moved in, the bytes each
+    window holds (integers: subtracting what leaves a window never drifts), and its rank order
+    (recomputed only when one of those changed, so ranking is a C-speed walk)."""
 
-    __slots__ = ("key", "label", "moved_seq", "points", "process", "rate", "sockets", "sums")
+    __slots__ = (
+        "examined",
+        "group",
+        "key",
+        "label",
+        "order",
+        "process",
+        "rx",
+        "rx_bytes",
+        "sockets",
+        "sums",
+        "tick",
+        "tx",
+        "tx_bytes",
+    )
 
-    def __init__(self, key: Hashable, label: str, process: ProcessTag | None, n: int) -> None:
-        self.key = key
-        self.label = label
-        self.process = process
-        self.rate = ZERO_RATE
-        self.sockets = 0
-        self.moved_seq = -1
-        self.points: list[deque[tuple[int, int, int]]] = [deque() for _ in range(n)]
-        self.sums = [[0, 0] for _ in range(n)]  # integer bytes: no float drift on expiry
+    def __init__(
+        self,
+        group: _Group,
+        key: Hashable,
+        label: str,
+        process: ProcessTag | None,
+        n: int,
+    ) -> None:
+        self.group, self.key, self.label, self.process = group, key, label, process
+        self.tick = -1  # the seq of the last tick this entry moved in
+        self.rx = self.tx = 0.0  # bytes/s in that tick
+        self.rx_bytes = self.tx_bytes = self.sockets = 0
+        self.sums = [[0, 0] for _ in range(n)]  # rx and tx bytes inside each window
+        self.order: tuple[float, float, str] = (0.0, 0.0, label)
+        self.examined = False  # whether the process's cgroup was looked up
 
-    def add(self, seq: int, rx: float, tx: float, rx_bytes: int, tx_bytes: int, n: int) -> None:
-        if self.moved_seq != seq:
-            self.moved_seq, self.rate, self.sockets = seq, ZERO_RATE, 0
-            for points in self.points:
-                points.append((seq, 0, 0))
-        self.rate = ByteRate(self.rate.rx + rx, self.rate.tx + tx)
-        self.sockets += n
-        for points, sums in zip(self.points, self.sums, strict=True):
-            _, prx, ptx = points[-1]
-            points[-1] = (seq, prx + rx_bytes, ptx + tx_bytes)
-            sums[0] += rx_bytes
-            sums[1] += tx_bytes
+    def move(self, seq: int, rate: ByteRate, rx_bytes: int, tx_bytes: int) -> bool:
+        """Count one moving socket of tick ``seq``; True for the entry's first in that tick."""
+        first = self.tick != seq
+        if first:
+            self.tick, self.rx, self.tx = seq, 0.0, 0.0
+            self.rx_bytes = self.tx_bytes = self.sockets = 0
+        self.rx += rate.rx
+        self.tx += rate.tx
+        self.rx_bytes += rx_bytes
+        self.tx_bytes += tx_bytes
+        self.sockets += 1
+        return first
 
-    def expire(self, seq: int, oldest: Sequence[int]) -> bool:
-        """Forget points older than each window; True while any window still holds bytes."""
-        if self.moved_seq != seq:
-            self.rate, self.sockets = ZERO_RATE, 0
-        alive = False
-        for points, sums, first in zip(self.points, self.sums, oldest, strict=True):
-            while points and points[0][0] < first:
-                _, rx, tx = points.popleft()
-                sums[0] -= rx
-                sums[1] -= tx
-            alive = alive or bool(points)
-        return alive
+    def reorder(self, seq: int, window: int | None) -> None:
+        """Rank by bytes in ``window`` (every entry shares the window's duration, so bytes rank
+        as the averages do) or by this tick's rate (None); ties by this tick, then label."""
+        now = self.rx + self.tx if self.tick == seq else 0.0
+        if window is None:
+            self.order = (-now, -now, self.label)
+        else:
+            held = self.sums[window]
+            self.order = (-(held[0] + held[1]), -now, self.label)
+        self.group.dirty = True
 
-    def talker(self, windows: Sequence[_Window]) -> Talker:
+    def talker(self, seq: int, windows: Sequence[_Window]) -> Talker:
+        moved = self.tick == seq
         averages = tuple(
-            ByteRate(sums[0] / window.duration, sums[1] / window.duration)
-            if sums[0] or sums[1]
+            ByteRate(held[0] / window.duration, held[1] / window.duration)
+            if held[0] or held[1]
             else ZERO_RATE
-            for sums, window in zip(self.sums, windows, strict=True)
+            for held, window in zip(self.sums, windows, strict=True)
         )
-        return Talker(self.key, self.label, self.rate, averages, self.sockets, self.process)
+        return Talker(
+            key=self.key,
+            label=self.label,
+            rate=ByteRate(self.rx, self.tx) if moved else ZERO_RATE,
+            averages=averages,
+            sockets=self.sockets if moved else 0,
+            process=self.process,
+        )
+
+
+class _Group(dict[Hashable, _Series]):
+    """The entries of one grouping by key, and their top entries as last ranked (``dirty``
+    once an entry's order changed, one came or one went)."""
+
+    __slots__ = ("dirty", "top")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dirty = False
+        self.top: list[_Series] = []
+
+
+#: What an entry moved in one tick: (entry, rx bytes, tx bytes).
+_Moved = list[tuple[_Series, int, int]]
 
 
 class TalkersTracker:
@@ -345,16 +390,19 @@ class TalkersTracker:
     frames were skipped (a gap in ``seq``), the rates of the next one span an unknown time and
     it is weighed as one ``frame.interval``.
 
-    ``rank_window`` (one of ``windows``, or None for the last tick) may be changed between
-    ticks; ``limit`` keeps only the top entries of each ranking (None: all of them), which also
-    bounds the cgroup reads to the processes shown.
+    A tick costs work for the sockets that moved in it and for the entries whose bytes leave
+    a window (those that moved one window length ago); an entry that is merely decaying costs
+    nothing until then, and ranking walks the entries at C speed. ``rank_window`` (one of
+    ``windows``, or None for the last tick) may be changed between ticks. ``limit`` keeps the
+    top entries of each ranking (None: all); only those become :class:`Talker` records and only
+    their processes' cgroups are read.
     """
 
     def __init__(
         self,
         windows: Sequence[float] = WINDOWS,
         rank_window: float | None = 2.0,
-        limit: int | None = None,
+        limit: int | None = 200,
         cgroups: CgroupLookup | None = None,
     ) -> None:
         self.windows = tuple(windows)
@@ -363,20 +411,32 @@ class TalkersTracker:
         self.limit = limit
         self.cgroups = CgroupLookup() if cgroups is None else cgroups
         self._windows = [_Window(seconds) for seconds in self.windows]
-        self._series: dict[str, dict[Hashable, _Series]] = {
-            name: {} for name in ("total", *GROUPINGS)
-        }
-        self._looked_up: set[int] = set()  # pids whose cgroup the current series carry
+        self._longest = self.windows.index(max(self.windows))  # it lets go of a tick last
+        self._groups = {name: _Group() for name in ("total", *GROUPINGS)}
+        self._moved_in: dict[int, _Moved] = {}  # by tick seq, while any window holds the tick
+        self._last_moved: _Moved = []
         self._last: tuple[int, float] | None = None  # (seq, taken_at) of the previous frame
+        self._seq = -1  # the last tick with rates
+        self._order_index: int | None = -1  # the window the orders were computed for
 
     def update(self, frame: ConnectionsFrame) -> TalkersFrame:
         now = frame.sample.taken_at
         dt = self._tick_seconds(frame.seq, now, frame.interval)
         self._last = (frame.seq, now)
         if dt is not None:
-            oldest = [window.advance(frame.seq, now, dt) for window in self._windows]
-            self._add_moving(frame, dt)
-            self._expire(frame.seq, oldest)
+            self._seq = seq = frame.seq
+            left = [window.advance(seq, now, dt) for window in self._windows]
+            moved = self._add_moving(frame, dt)
+            index = _window_index(self.windows, self.rank_window)
+            changed = self._expire(left, index)
+            for entry, _, _ in moved:
+                entry.reorder(seq, index)
+            for entry, _, _ in self._last_moved:
+                if entry.tick != seq:  # its rate of this tick is 0 now
+                    entry.reorder(seq, index)
+            for entry in changed:
+                entry.reorder(seq, index)
+            self._last_moved = moved
         return self._publish(frame.seq, now)
 
     def _tick_seconds(self, seq: int, now: float, interval: float) -> float | None:
@@ -387,95 +447,125 @@ class TalkersTracker:
         seconds = now - last_at if seq == last_seq + 1 else interval
         return seconds if seconds > 0 else None
 
-    def _add_moving(self, frame: ConnectionsFrame, dt: float) -> None:
-        """Add each moving socket's rate and bytes to its entry in every grouping."""
-        seq, sample, count = frame.seq, frame.sample, len(self.windows)
-        total, hosts, host_ports, local_ports, processes = self._series.values()
+    def _add_moving(self, frame: ConnectionsFrame, dt: float) -> _Moved:
+        """Count each moving socket in its entry of every grouping (labels made once, when an
+        entry is new), then add each entry's bytes of this tick to every window."""
+        seq, sample, n = frame.seq, frame.sample, len(self.windows)
+        total, hosts, host_ports, ports, processes = self._groups.values()
+        touched: list[_Series] = []
+        touch = touched.append
         for sock, rate in moving_sockets(frame):
-            moved = (seq, rate.rx, rate.tx, round(rate.rx * dt), round(rate.tx * dt), 1)
-            _entry(total, "total", "TCP total", None, count).add(*moved)
+            moved = (seq, rate, round(rate.rx * dt), round(rate.tx * dt))
             host = host_of(sock.remote_addr or "")
-            _entry(hosts, host, host, None, count).add(*moved)
-            label = host_port_label(host, sock.remote_port)
-            _entry(host_ports, (host, sock.remote_port), label, None, count).add(*moved)
+            key = (host, sock.remote_port)
             port = sock.local_port
-            _entry(local_ports, port, str(port), None, count).add(*moved)
-            for key, label, tag in _process_entries(sample, sock):
-                _entry(processes, key, label, tag, count).add(*moved)
+            for entry in (
+                total.get("total") or _new(total, "total", "TCP total", None, n),
+                hosts.get(host) or _new(hosts, host, host, None, n),
+                host_ports.get(key) or _new(host_ports, key, host_port_label(*key), None, n),
+                ports.get(port) or _new(ports, port, str(port), None, n),
+                *_process_entries(processes, sample, sock, n),
+            ):
+                if entry.move(*moved):
+                    touch(entry)
+        record = [(entry, entry.rx_bytes, entry.tx_bytes) for entry in touched]
+        for entry, rx, tx in record:
+            for held in entry.sums:
+                held[0] += rx
+                held[1] += tx
+        self._moved_in[seq] = record
+        return record
 
-    def _expire(self, seq: int, oldest: Sequence[int]) -> None:
-        for series in self._series.values():
-            gone = [key for key, entry in series.items() if not entry.expire(seq, oldest)]
-            for key in gone:
-                del series[key]
-        self._looked_up &= {k for k in self._series["processes"] if isinstance(k, int)}
+    def _expire(self, left: Sequence[Sequence[int]], rank_index: int | None) -> list[_Series]:
+        """Take the bytes of the ticks that left each window out of it; forget an entry once the
+        longest window let go of its last tick. Returns the entries whose rank order moved."""
+        changed: list[_Series] = []
+        for window, seqs in enumerate(left):
+            for seq in seqs:
+                moved = self._moved_in.get(seq, ())
+                for entry, rx, tx in moved:
+                    held = entry.sums[window]
+                    held[0] -= rx
+                    held[1] -= tx
+                if window == rank_index:
+                    changed.extend(entry for entry, _, _ in moved)
+        for seq in left[self._longest]:
+            for entry, _, _ in self._moved_in.pop(seq, ()):
+                if entry.tick == seq:  # nothing since: every window is empty
+                    del entry.group[entry.key]
+                    entry.group.dirty = True
+        return changed
 
     def _publish(self, seq: int, now: float) -> TalkersFrame:
         index = _window_index(self.windows, self.rank_window)
-        rankings = {name: self._ranking(name, index) for name in GROUPINGS}
-        total = self._series["total"].get("total")
+        if index != self._order_index:  # the UI changed the window: reorder everything once
+            for group in self._groups.values():
+                for entry in group.values():
+                    entry.reorder(self._seq, index)
+            self._order_index = index
+        rankings = {name: self._ranking(name) for name in GROUPINGS}
+        total = self._groups["total"].get("total")
         return TalkersFrame(
             seq=seq,
             taken_at=now,
             windows=self.windows,
             rank_window=self.rank_window,
-            total=total.talker(self._windows) if total else _idle_total(len(self.windows)),
+            total=total.talker(self._seq, self._windows) if total else _idle_total(self.windows),
             **rankings,
         )
 
-    def _ranking(self, name: str, index: int | None) -> tuple[Talker, ...]:
-        entries = self._series[name].values()
-        talkers = rank((entry.talker(self._windows) for entry in entries), index)
-        if self.limit is not None:
-            talkers = talkers[: self.limit]
+    def _ranking(self, name: Grouping) -> tuple[Talker, ...]:
+        group = self._groups[name]
+        if group.dirty:  # an idle or merely decaying tick keeps the last order
+            group.top = sorted(group.values(), key=operator.attrgetter("order"))[: self.limit]
+            group.dirty = False
+        top = group.top
         if name == "processes":
-            talkers = tuple(self._with_cgroup(talker) for talker in talkers)
-        return talkers
+            for entry in top:
+                self._look_up_cgroup(entry)
+        return tuple(entry.talker(self._seq, self._windows) for entry in top)
 
-    def _with_cgroup(self, talker: Talker) -> Talker:
-        """``talker`` with its process's cgroup, read the first time the process is ranked."""
-        tag = talker.process
-        if tag is None or tag.pid in self._looked_up:
-            return talker
-        tag = replace(tag, cgroup=self.cgroups.lookup(tag.pid))
-        self._series["processes"][talker.key].process = tag
-        self._looked_up.add(tag.pid)
-        return replace(talker, process=tag)
+    def _look_up_cgroup(self, entry: _Series) -> None:
+        """Give a ranked process its cgroup, read the first time it is ranked."""
+        tag = entry.process
+        if tag is not None and not entry.examined:
+            entry.process = replace(tag, cgroup=self.cgroups.lookup(tag.pid))
+            entry.examined = True
 
 
-def _entry(
-    series: dict[Hashable, _Series],
+def _idle_total(windows: Sequence[float]) -> Talker:
+    return Talker("total", "TCP total", ZERO_RATE, (ZERO_RATE,) * len(windows), 0)
+
+
+def _new(
+    group: _Group,
     key: Hashable,
     label: str,
     process: ProcessTag | None,
     windows: int,
 ) -> _Series:
-    entry = series.get(key)
-    if entry is None:
-        entry = series[key] = _Series(key, label, process, windows)
+    entry = group[key] = _Series(group, key, label, process, windows)
     return entry
 
 
 def _process_entries(
-    sample: SocketSample, sock: Socket
-) -> Iterator[tuple[Hashable, str, ProcessTag | None]]:
-    """(key, label, tag) of each process holding ``sock`` (once per pid however many fds), or
+    group: _Group, sample: SocketSample, sock: Socket, windows: int
+) -> Iterator[_Series]:
+    """The entry of each process holding ``sock`` (once per pid however many fds it has), or
     of the no-owner bucket that says why none does."""
     owners = sample.owners_of(sock)
     if not owners:
         reason = sample.no_owner_reason(sock) or NO_OWNER_UNKNOWN
-        yield reason, reason, None
+        yield group.get(reason) or _new(group, reason, reason, None, windows)
         return
     seen: set[int] = set()
     for owner in owners:
-        if owner.pid not in seen:
-            seen.add(owner.pid)
-            yield owner.pid, f"{owner.comm} ({owner.pid})", _process_tag(owner)
+        pid = owner.pid
+        if pid not in seen:
+            seen.add(pid)
+            yield group.get(pid) or _new(group, pid, *_process_label(owner), windows)
 
 
-def _process_tag(owner: Owner) -> ProcessTag:
-    return ProcessTag(pid=owner.pid, comm=owner.comm, uid=owner.uid, user=owner.user)
-
-
-def _idle_total(windows: int) -> Talker:
-    return Talker("total", "TCP total", ZERO_RATE, (ZERO_RATE,) * windows, 0)
+def _process_label(owner: Owner) -> tuple[str, ProcessTag]:
+    tag = ProcessTag(pid=owner.pid, comm=owner.comm, uid=owner.uid, user=owner.user)
+    return f"{owner.comm} ({owner.pid})", tag

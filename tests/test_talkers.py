@@ -122,15 +122,15 @@ def test_ranking_and_averages_with_known_numbers() -> None:
     flows.tick(0.0)
     flows.move(5000, tx=1000)
     flows.move(5001, rx=6000)
-    flows.tick(1.0)
+    assert keys(flows.tick(1.0).hosts) == ["10.0.0.3", "10.0.0.2"]
     flows.move(5000, tx=1000)
-    flows.tick(2.0)
+    assert keys(flows.tick(2.0).hosts) == ["10.0.0.3", "10.0.0.2"]  # 6000 vs 2000 bytes in 2 s
     flows.move(5000, tx=1000)
     frame = flows.tick(3.0)
 
     # Ticks end at 1, 2, 3 (midpoints .5, 1.5, 2.5). The 2 s window holds the last two.
     a, b = frame.hosts
-    assert (a.key, b.key) == ("10.0.0.2", "10.0.0.3")  # by the 2 s average: A moves, B stopped
+    assert (a.key, b.key) == ("10.0.0.2", "10.0.0.3")  # B's bytes left the 2 s window: reranked
     assert a.rate.tx == pytest.approx(1000) and a.sockets == 1
     assert frame.average(a, 2.0).tx == pytest.approx(1000)
     assert frame.average(a, 10.0).tx == pytest.approx(1000)
