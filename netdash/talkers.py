@@ -12,8 +12,10 @@ rate of the last tick and iftop's 2 s / 10 s / 40 s averages; an entry that stop
 to 0 and drops out once all its averages are 0.
 
 Cost: one tick visits only the sockets that moved (the keys in ``frame.diff.changed`` whose rate
-is not zero — an idle socket is never looked at), plus the entries that moved within the longest
-window. 100,000 idle sockets cost nothing.
+is not zero — an idle socket is never looked at) and the entries whose bytes leave a window (those
+that moved 2, 10 and 40 s ago); a decaying entry costs nothing in between. 100,000 idle sockets
+cost nothing; 10,000 sockets all moving, each to its own host, cost ~3-5x the ConnectionsTracker's
+own tick (measured on a shared 2-core machine: ~100 ms vs ~25 ms).
 
 Choices worth knowing:
 
