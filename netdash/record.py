@@ -22,7 +22,11 @@ from netdash.model import (
     LinkCounters,
     LinkSample,
     MemInfo,
+    Neighbour,
     Owner,
+    PolicyRule,
+    Route,
+    RouteLookup,
     Socket,
     SocketSample,
     TcpInfo,
@@ -108,13 +112,58 @@ def link_sample_from_dict(data: dict[str, Any]) -> LinkSample:
 
 
 @dataclasses.dataclass(frozen=True)
+class RecordedRouting:
+    """One read of the routing state (routes, rules, neighbours), replayed as a routes source.
+    Lookups ask the live kernel, so a replay answers them with an explanation instead."""
+
+    route_list: tuple[Route, ...] = ()
+    rule_list: tuple[PolicyRule, ...] = ()
+    neighbour_list: tuple[Neighbour, ...] = ()
+
+    def routes(self) -> tuple[Route, ...]:
+        return self.route_list
+
+    def rules(self) -> tuple[PolicyRule, ...]:
+        return self.rule_list
+
+    def neighbours(self) -> tuple[Neighbour, ...]:
+        return self.neighbour_list
+
+    def route_get(self, addr: str, source: str | None = None) -> RouteLookup:
+        del source
+        return RouteLookup(addr, None, None, None, error="not in a recording (ask a live netdash)")
+
+    def close(self) -> None:
+        pass
+
+
+def routing_to_dict(routing: RecordedRouting) -> dict[str, Any]:
+    return {
+        "routes": [_record_to_dict(r) for r in routing.route_list],
+        "rules": [_record_to_dict(r) for r in routing.rule_list],
+        "neighbours": [_record_to_dict(n) for n in routing.neighbour_list],
+    }
+
+
+def routing_from_dict(data: dict[str, Any]) -> RecordedRouting:
+    return RecordedRouting(
+        route_list=tuple(Route(**r) for r in data.get("routes", ())),
+        rule_list=tuple(PolicyRule(**r) for r in data.get("rules", ())),
+        neighbour_list=tuple(
+            Neighbour(**{**n, "states": tuple(n["states"])}) for n in data.get("neighbours", ())
+        ),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class Recording:
     """Socket samples and, optionally (recordings made since the Interfaces pane), link
-    samples taken alongside them."""
+    samples taken alongside them and one read of the routing state."""
 
     host: HostInfo
     samples: tuple[SocketSample, ...]
     links: tuple[LinkSample, ...] = ()
+    routing: RecordedRouting | None = None
 
 
 def write_recording(
@@ -122,6 +171,7 @@ def write_recording(
     host: HostInfo,
     samples: Iterable[SocketSample],
     links: Iterable[LinkSample] = (),
+    routing: RecordedRouting | None = None,
 ) -> None:
     document = {
         "format": FORMAT,
@@ -129,6 +179,7 @@ def write_recording(
         "host": _record_to_dict(host),
         "samples": [sample_to_dict(sample) for sample in samples],
         "links": [link_sample_to_dict(sample) for sample in links],
+        "routing": routing_to_dict(routing) if routing is not None else None,
     }
     data = json.dumps(document, separators=(",", ":")).encode()
     path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
@@ -148,6 +199,7 @@ def read_recording(path: Path) -> Recording:
         host=HostInfo(**document["host"]),
         samples=tuple(sample_from_dict(s) for s in document["samples"]),
         links=tuple(link_sample_from_dict(s) for s in document.get("links", ())),
+        routing=routing_from_dict(document["routing"]) if document.get("routing") else None,
     )
 
 

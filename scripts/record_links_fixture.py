@@ -26,9 +26,10 @@ from vethlab import ADDR_B, ip, veth_lab  # noqa: E402
 from netdash.engine import ConnectionsSampler  # noqa: E402
 from netdash.model import HostInfo, SocketSample  # noqa: E402
 from netdash.netns import resolve_netns  # noqa: E402
-from netdash.record import write_recording  # noqa: E402
+from netdash.record import RecordedRouting, write_recording  # noqa: E402
 from netdash.sources.links import LinkReader  # noqa: E402
 from netdash.sources.owners import OwnerMap  # noqa: E402
+from netdash.sources.routes import RouteReader  # noqa: E402
 from netdash.sources.sockets import SocketReader  # noqa: E402
 
 FIXTURE = REPO / "tests" / "fixtures" / "interfaces.recording.json"
@@ -84,6 +85,13 @@ def main() -> int:
             links = LinkReader(netns=target)
             sockets = ConnectionsSampler(SocketReader(netns=target), OwnerMap())
             sockets.unix = False
+            with RouteReader(netns=target) as reader:
+                ip("-n", lab.a, "route", "add", "default", "via", ADDR_B)
+                ip("-n", lab.a, "route", "add", "198.51.100.0/24", "via", ADDR_B, "metric", "50")
+                ip("-n", lab.a, "route", "add", "unreachable", "203.0.113.0/24")
+                ip("-n", lab.a, "neigh", "replace", "10.201.0.9", "lladdr",
+                   "02:00:00:00:00:09", "dev", "vA", "nud", "permanent")  # fmt: skip
+                routing = RecordedRouting(reader.routes(), reader.rules(), reader.neighbours())
             link_samples, socket_samples = [], []
             for index in range(args.samples):
                 if index:
@@ -96,7 +104,7 @@ def main() -> int:
             sender.wait()
             receiver.wait()
     host = HostInfo(hostname="web-1", kernel="6.18.0", netns="host", is_root=True)
-    write_recording(FIXTURE, host, socket_samples, link_samples)
+    write_recording(FIXTURE, host, socket_samples, link_samples, routing)
     print(f"wrote {FIXTURE} ({FIXTURE.stat().st_size:,} bytes)", file=sys.stderr)
     return 0
 

@@ -19,11 +19,15 @@ from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 from netdash.engine import ConnectionsTracker, Poller
 from netdash.engine_links import LinkFrame, LinkTracker
 from netdash.model import HostInfo, LinkSample, SocketSample
+from netdash.talkers import CgroupLookup, TalkersFrame, TalkersTracker
+from netdash.textsafe import visible
 from netdash.ui.gc_policy import GcPolicy
-from netdash.ui.messages import ConnectionsUpdated, LinksUpdated, SourceFailed
+from netdash.ui.messages import ConnectionsUpdated, LinksUpdated, SourceFailed, TalkersUpdated
 from netdash.ui.panes.connection_rows import ConnectionsFeed, ConnectionsUpdate
 from netdash.ui.panes.connections import ConnectionsPane
 from netdash.ui.panes.interfaces import InterfacesPane
+from netdash.ui.panes.routes import RoutesSource
+from netdash.ui.panes.talkers import TalkersView, connections_filter
 from netdash.ui.screens.help import HelpScreen
 from netdash.ui.screens.owner_chooser import OwnerChooser
 from netdash.ui.screens.process import ProcessScreen
@@ -79,6 +83,7 @@ class NetdashApp(App[int]):
         autostart: bool = True,
         live: bool = True,
         links: LinksSampler | None = None,
+        routes: RoutesSource | None = None,
     ) -> None:
         super().__init__()
         self.live = live  # False on a recording: never read this machine's /proc for its pids
@@ -86,6 +91,8 @@ class NetdashApp(App[int]):
         self.host = host
         self.interval = interval
         self.tracker = ConnectionsTracker(interval)
+        self.talkers = TalkersTracker(cgroups=CgroupLookup() if live else None)
+        self._held_talkers: TalkersFrame | None = None
         self.feed = ConnectionsFeed()
         self.paused = False
         self.poller: Poller[ConnectionsUpdate | None] = Poller(
@@ -96,6 +103,7 @@ class NetdashApp(App[int]):
             on_error=self._report_error,
         )
         self.links = links
+        self.routes = routes
         self.link_tracker = LinkTracker(interval)
         self.links_poller: Poller[LinkFrame] | None = (
             Poller(
@@ -118,7 +126,7 @@ class NetdashApp(App[int]):
             with TabPane(f"1 {TABS[0][1]}", id=TABS[0][0]):
                 yield ConnectionsPane(self.feed, self.host, id="connections")
             with TabPane(f"2 {TABS[1][1]}", id=TABS[1][0]):
-                yield InterfacesPane(id="interfaces")
+                yield InterfacesPane(self.routes, id="interfaces")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -141,6 +149,8 @@ class NetdashApp(App[int]):
         if self.links_poller is not None and self.links is not None:
             self.links_poller.stop()
             self.links.close()
+        if self.routes is not None:
+            self.routes.close()
         self.gc_policy.stop()
 
     # -- the sampling thread -------------------------------------------------------------------
@@ -149,6 +159,7 @@ class NetdashApp(App[int]):
         """Sample, track and build rows: everything but painting, off the event loop."""
         self.feed.release()
         frame = self.tracker.update(self.sampler.sample())
+        self.post_message(TalkersUpdated(self.talkers.update(frame)))
         update = self.feed.consume(frame)
         if update is not None and update.full:
             self.gc_policy.loaded()
@@ -195,6 +206,29 @@ class NetdashApp(App[int]):
         status.redraw()
         if isinstance(self.screen, ProcessScreen):
             self.screen.apply_update(update)
+
+    @on(TalkersUpdated)
+    def _apply_talkers(self, message: TalkersUpdated) -> None:
+        if self.paused:
+            self._held_talkers = message.frame
+            return
+        self.query_one(InterfacesPane).apply_talkers(message.frame)
+
+    @on(TalkersView.Chosen)
+    def _talker_chosen(self, message: TalkersView.Chosen) -> None:
+        """Drill down from a ranking: a process to its Process screen, a host or port to the
+        Connections tab filtered to its sockets."""
+        talker = message.talker
+        if message.grouping == "processes":
+            if talker.process is not None:
+                self.post_message(ConnectionsPane.OpenProcess(talker.process.pid))
+            else:
+                self.notify(visible(talker.label), title="no process", severity="warning")
+            return
+        query = connections_filter(message.grouping, talker.key)
+        if query is not None:
+            self.action_show_tab(0)
+            self.query_one(ConnectionsPane).show_filtered(query)
 
     @on(LinksUpdated)
     def _apply_links(self, message: LinksUpdated) -> None:
@@ -247,6 +281,9 @@ class NetdashApp(App[int]):
             held, self._held_links = self._held_links, None
             if held is not None:
                 self.query_one(InterfacesPane).apply_frame(held)
+            talkers, self._held_talkers = self._held_talkers, None
+            if talkers is not None:
+                self.query_one(InterfacesPane).apply_talkers(talkers)
 
     def action_show_tab(self, index: int) -> None:
         """Number keys: straight to a tab, its table focused (the keys shown are its keys)."""
@@ -292,11 +329,17 @@ def build_live_app(args: argparse.Namespace) -> NetdashApp:
     from netdash.cli import netns_target, open_sampler
     from netdash.sources.host import read_host_info
     from netdash.sources.links import LinkReader
+    from netdash.sources.routes import RouteReader
 
     target = netns_target(args)
     sampler = open_sampler(args)
-    links = LinkReader(netns=target)
-    return NetdashApp(sampler, read_host_info(target.label), args.interval, links=links)
+    return NetdashApp(
+        sampler,
+        read_host_info(target.label),
+        args.interval,
+        links=LinkReader(netns=target),
+        routes=RouteReader(netns=target),
+    )
 
 
 def build_replay_app(path: Path, interval: float = 1.0, *, autostart: bool = True) -> NetdashApp:
@@ -304,7 +347,7 @@ def build_replay_app(path: Path, interval: float = 1.0, *, autostart: bool = Tru
     from netdash.record import ReplaySampler, read_recording
 
     recording = read_recording(path)
-    sampler = ReplaySampler(recording.samples)
+    sampler = ReplaySampler(recording.samples, keep_intervals=True)
     links = (
         ReplayLinks(ReplaySampler(recording.links, keep_intervals=True).sample)
         if recording.links
@@ -317,6 +360,7 @@ def build_replay_app(path: Path, interval: float = 1.0, *, autostart: bool = Tru
         autostart=autostart,
         live=False,
         links=links,
+        routes=recording.routing,
     )
 
 

@@ -6,6 +6,7 @@ from textual.message import Message
 
 from netdash.engine_links import LinkFrame
 from netdash.model import ProcessInfo
+from netdash.talkers import TalkersFrame
 from netdash.ui.panes.connection_rows import ConnectionsUpdate
 
 
@@ -21,6 +22,14 @@ class LinksUpdated(Message):
     """A new sample of the interfaces with its rates (built in the links thread)."""
 
     def __init__(self, frame: LinkFrame) -> None:
+        super().__init__()
+        self.frame = frame
+
+
+class TalkersUpdated(Message):
+    """The talkers rankings of the latest socket sample (built in the sampling thread)."""
+
+    def __init__(self, frame: TalkersFrame) -> None:
         super().__init__()
         self.frame = frame
 

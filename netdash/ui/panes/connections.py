@@ -293,6 +293,11 @@ class ConnectionsPane(Vertical):
         if lost and len(self.view):
             table.move_cursor_to_key(self.view.key_at(0))
 
+    def show_filtered(self, text: str) -> None:
+        """Filter to ``text`` as if typed (a drill-down from another tab), the table focused."""
+        self._close_filter_input()
+        self._set_query(text)
+
     def _set_query(self, text: str) -> None:
         try:
             query = compile_query(text)

@@ -12,9 +12,10 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Static
+from textual.widgets import ContentSwitcher, Static
 
 from netdash.engine_links import LinkFrame
+from netdash.talkers import TalkersFrame
 from netdash.textsafe import visible
 from netdash.ui.format import human_bits
 from netdash.ui.panes.interface_rows import (
@@ -25,6 +26,8 @@ from netdash.ui.panes.interface_rows import (
     frame_rows,
     is_down,
 )
+from netdash.ui.panes.routes import RoutesSource, RoutesView
+from netdash.ui.panes.talkers import NETWORK_GROUPINGS, TalkersView
 from netdash.ui.tableview import TableView
 from netdash.ui.widgets.rate_graph import RateGraph, window_label
 from netdash.ui.widgets.virtual_table import VirtualTable
@@ -56,28 +59,78 @@ def summary_text(frame: LinkFrame | None, error: str | None = None) -> Text:
     return text
 
 
+#: The pane's views: key, switcher id, footer label.
+VIEWS: tuple[tuple[str, str, str], ...] = (
+    ("i", "links-view", "Links"),
+    ("t", "talkers-view", "Talkers"),
+    ("w", "processes-view", "Procs"),
+    ("r", "routes-view", "Routes"),
+)
+
+
 class InterfacesPane(Vertical):
-    """Summary line, the interfaces table, and the graph of the interface under the cursor."""
+    """The links (summary, table, graph of the link under the cursor) and the other views of
+    the traffic: routes and neighbours."""
 
     BINDINGS = [
         Binding("s", "next_sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse", show=False),
         Binding("z", "zoom", "Window"),
+        Binding("h", "cycle_grouping", "Hosts/ports"),
+        *(Binding(key, f"show_view('{view}')", label) for key, view, label in VIEWS),
     ]
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, routes: RoutesSource | None = None, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.view = TableView(sort_column=COLUMN_INDEX["name"])
         self.frame: LinkFrame | None = None
         self.error: str | None = None
+        self.routes_source = routes
 
     def compose(self) -> ComposeResult:
-        yield Static(summary_text(None), id="links-summary")
-        yield VirtualTable(COLUMNS, id="links", activatable=False)
-        yield RateGraph(id="link-graph")
+        with ContentSwitcher(initial="links-view", id="interfaces-views"):
+            with Vertical(id="links-view"):
+                yield Static(summary_text(None), id="links-summary")
+                yield VirtualTable(COLUMNS, id="links", activatable=False)
+                yield RateGraph(id="link-graph")
+            yield TalkersView(NETWORK_GROUPINGS, id="talkers-view")
+            yield TalkersView(("processes",), id="processes-view")
+            yield RoutesView(self.routes_source, id="routes-view")
 
     def on_mount(self) -> None:
         self.table.set_view(self.view)
+
+    @property
+    def current_view(self) -> str:
+        return self.query_one(ContentSwitcher).current or "links-view"
+
+    def action_show_view(self, view: str) -> None:
+        """Switch views; the view's main table takes the focus, so its keys apply."""
+        self.query_one(ContentSwitcher).current = view
+        if view == "routes-view":
+            routes = self.query_one(RoutesView)
+            routes.reload()
+            routes.query_one("#routes", VirtualTable).focus()
+        elif view in ("talkers-view", "processes-view"):
+            self.query_one(f"#{view}", TalkersView).table.focus()
+        else:
+            self.table.focus()
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Show only the keys of the current view in the footer."""
+        if action in ("next_sort", "reverse_sort", "zoom"):
+            return self.current_view == "links-view"
+        if action == "cycle_grouping":
+            return self.current_view == "talkers-view"
+        return True
+
+    def apply_talkers(self, frame: TalkersFrame) -> None:
+        for view in self.query(TalkersView):
+            view.show_frame(frame)
+
+    def action_cycle_grouping(self) -> None:
+        self.query_one("#talkers-view", TalkersView).cycle_grouping()
 
     @property
     def table(self) -> VirtualTable:
