@@ -13,12 +13,17 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
+from conftest import needs_root, skip_unless_root
 from netdash.engine_links import LinkRate
 from netdash.model import Link, LinkCounters
 from netdash.ui.app import NetdashApp, build_replay_app
 from netdash.ui.format import human_bits
+from netdash.ui.panes.connections import ConnectionsPane
 from netdash.ui.panes.interface_rows import COLUMN_INDEX, link_row
 from netdash.ui.panes.interfaces import InterfacesPane
+from netdash.ui.panes.routes import RoutesView
+from netdash.ui.panes.talkers import TalkersView
+from netdash.ui.screens.process import ProcessScreen
 from netdash.ui.widgets.rate_graph import RateGraph
 
 RECORDING = Path(__file__).parent / "fixtures" / "interfaces.recording.json"
@@ -142,3 +147,101 @@ def test_names_and_counters_are_shown_literally_and_rising_drops_stand_out():
     calm = link_row(link, LinkRate(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0), counters)
     drops = COLUMN_INDEX["drops"]
     assert calm.cells[drops] == "12" and calm.styles[drops] == "yellow"  # dropped before, not now
+
+
+async def test_top_talkers_name_the_remote_host_and_enter_filters_the_connections_tab():
+    app = build_replay_app(RECORDING, autostart=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await loaded(pilot, app)
+        await pilot.press("t")
+        await pilot.pause()
+        view = pane.query_one("#talkers-view", TalkersView)
+        assert app.focused is view.table
+        top = view.view.row_at(0)
+        assert top.data.key == "10.201.0.2"  # vethlab's ADDR_B: the receiver
+        sent = recorded_tx_bps("vA") / 8  # bytes/s on the wire, headers included
+        assert 0.8 * sent < top.data.rate.tx <= sent  # TCP payload: a little less than the link
+        text = screen_text(app)
+        assert "top remote hosts" in text and "TCP only" in text
+        await pilot.press("h")
+        await pilot.pause()
+        assert view.grouping == "host_ports" and view.view.row_at(0).data.label == "10.201.0.2:5201"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.query_one("#tabs").active == "tab-connections"
+        connections = app.query_one(ConnectionsPane)
+        assert (
+            connections.query is not None and connections.query.text == "dst:10.201.0.2 dport:5201"
+        )
+        assert [row.sock.remote_port for row in connections.view] == [5201]
+
+
+async def test_per_process_bandwidth_names_the_sender_and_enter_opens_it():
+    app = build_replay_app(RECORDING, autostart=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await loaded(pilot, app)
+        await pilot.press("w")
+        await pilot.pause()
+        view = pane.query_one("#processes-view", TalkersView)
+        top = view.view.row_at(0).data
+        assert top.process is not None and top.process.comm.startswith("python")
+        assert top.rate.tx > 500_000 and top.sockets == 1
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ProcessScreen) and app.screen.pid == top.process.pid
+
+
+async def test_routes_view_shows_every_table_and_neighbours_from_the_recording():
+    app = build_replay_app(RECORDING, autostart=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await loaded(pilot, app)
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.pause(0.3)  # the tables are read in a worker
+        routes = pane.query_one(RoutesView)
+        assert routes.tables is not None
+        rows = list(routes.route_view)
+        default = next(row for row in rows if row.data.dst == "default")
+        assert default.cells[1] == "10.201.0.2" and default.styles[0] == "bold green"
+        dead = next(row for row in rows if row.data.type == "unreachable")
+        assert dead.styles[0] == "bold red"
+        assert {row.data.table for row in rows} >= {"main", "local"}
+        neighbours = [row.data for row in routes.neighbour_view]
+        assert any(n.address == "10.201.0.9" and n.states == ("PERMANENT",) for n in neighbours)
+        await pilot.press("g")
+        for key in "10.201.0.7":
+            await pilot.press(key)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert "not in a recording" in screen_text(app)  # lookups need the live kernel
+
+
+@needs_root
+async def test_route_to_asks_the_live_kernel_of_the_namespace():
+    skip_unless_root()
+    from vethlab import veth_lab
+
+    from netdash.netns import resolve_netns
+    from netdash.record import ReplaySampler, read_recording
+    from netdash.sources.routes import RouteReader
+    from netdash.ui.app import ReplayAdapter
+
+    recording = read_recording(RECORDING)
+    with veth_lab() as lab, RouteReader(netns=resolve_netns(lab.a)) as reader:
+        app = NetdashApp(
+            ReplayAdapter(ReplaySampler(recording.samples).sample),
+            recording.host,
+            autostart=False,
+            live=False,
+            routes=reader,
+        )
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("escape", "2", "r")
+            await pilot.pause(0.3)
+            for query, expected in (("10.201.0.2", "dev vA"), ("192.0.2.1", "unreachable")):
+                await pilot.press("g", *query, "enter")
+                for _ in range(20):
+                    await pilot.pause(0.05)
+                    if expected.split()[-1] in screen_text(app):
+                        break
+                assert expected in screen_text(app).replace("Network is unreachable", "unreachable")
