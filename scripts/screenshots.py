@@ -52,10 +52,13 @@ from netdash.record import ReplaySampler, read_recording  # noqa: E402
 from netdash.ui.app import NetdashApp, ReplayAdapter  # noqa: E402
 from netdash.ui.panes.connection_rows import ConnEntry  # noqa: E402
 from netdash.ui.panes.connections import ConnectionsPane  # noqa: E402
+from netdash.ui.panes.interfaces import InterfacesPane  # noqa: E402
+from netdash.ui.screens.help import HelpScreen  # noqa: E402
 from netdash.ui.screens.process import ProcessScreen  # noqa: E402
 from netdash.ui.screens.socket_detail import SocketDetailScreen  # noqa: E402
 
 RECORDING = REPO / "tests" / "fixtures" / "connections.recording.json"
+INTERFACES_RECORDING = REPO / "tests" / "fixtures" / "interfaces.recording.json"
 OUTPUT = REPO / "screenshots"
 SIZE = (120, 36)
 SMALL = (80, 24)
@@ -96,6 +99,45 @@ def replay_app() -> NetdashApp:
     clock = RecordedSpacing(recording.samples, SAMPLES)
     sampler = ReplaySampler(recording.samples, clock=clock)
     return NetdashApp(ReplayAdapter(sampler.sample), recording.host, autostart=False)
+
+
+def interfaces_app() -> NetdashApp:
+    """The veth lab's recording (scripts/record_links_fixture.py), every sample replayed with
+    its recorded spacing, so the graph has its shape and the rates are the recorded ones."""
+    from netdash.ui.app import build_replay_app
+
+    return build_replay_app(INTERFACES_RECORDING, autostart=False)
+
+
+async def load_interfaces(app: NetdashApp, pilot: Pilot, *keys: str) -> None:
+    if isinstance(app.screen, HelpScreen):
+        await pilot.press("escape")
+    for _ in read_recording(INTERFACES_RECORDING).links:
+        app.sample_now()
+        await pilot.pause()
+    await pilot.press("2", *keys)
+    await pilot.pause(0.3)  # the routes view reads its tables in a worker
+    await pilot.pause()
+
+
+async def interfaces(app: NetdashApp, pilot: Pilot) -> None:
+    await load_interfaces(app, pilot)
+    pane = app.query_one(InterfacesPane)
+    busy = next(row for row in pane.view if row.data[0].name == "vA")
+    pane.table.move_cursor_to_key(busy.key)
+    await pilot.pause()
+
+
+async def talkers(app: NetdashApp, pilot: Pilot) -> None:
+    await load_interfaces(app, pilot, "t")
+
+
+async def processes(app: NetdashApp, pilot: Pilot) -> None:
+    await load_interfaces(app, pilot, "w")
+
+
+async def routes(app: NetdashApp, pilot: Pilot) -> None:
+    await load_interfaces(app, pilot, "r")
 
 
 async def load(app: NetdashApp, pilot: Pilot, samples: int = SAMPLES) -> ConnectionsPane:
@@ -207,6 +249,7 @@ class Shot:
     name: str
     drive: Drive
     size: tuple[int, int] = SIZE
+    app: Callable[[], NetdashApp] = replay_app
 
 
 SHOTS = (
@@ -216,6 +259,11 @@ SHOTS = (
     Shot("filter", filtered),
     Shot("detail", detail, DETAIL),
     Shot("connections-80x24", default_view, SMALL),
+    Shot("interfaces", interfaces, app=interfaces_app),
+    Shot("interfaces-80x24", interfaces, SMALL, app=interfaces_app),
+    Shot("talkers", talkers, app=interfaces_app),
+    Shot("processes-bandwidth", processes, app=interfaces_app),
+    Shot("routes", routes, app=interfaces_app),
 )
 
 
@@ -314,7 +362,7 @@ def to_png(svg: Path) -> Path:
 async def render_all(output: Path, only: set[str]) -> tuple[list[Path], list[str]]:
     output.mkdir(parents=True, exist_ok=True)
     with recorded_pids_not_looked_up():
-        svgs = [await take(replay_app(), shot, output) for shot in SHOTS if shot.name in only]
+        svgs = [await take(shot.app(), shot, output) for shot in SHOTS if shot.name in only]
     if PROCESS not in only:
         return svgs, []
     process, note = await take_process(output)
