@@ -13,6 +13,9 @@ from textual.widgets import Static
 KEYS: tuple[tuple[str, str], ...] = (
     ("q, Ctrl+C", "quit"),
     ("?", "this help"),
+    ("1 / 2, Tab", "Connections / Interfaces tab; Tab and Shift+Tab cycle the tabs"),
+    ("", ""),
+    ("Connections", ""),
     ("/", "filter (Enter applies, Esc restores)"),
     ("s / S", "sort by the next column / reverse (or click a header)"),
     ("a / l / e", "all sockets / listening (accept-queue fill) / established"),
@@ -24,6 +27,12 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("p", "pause the view (sampling and history go on)"),
     ("↑ ↓ PgUp PgDn Home End", "move"),
     ("Ctrl+P", "command palette"),
+    ("", ""),
+    ("Interfaces", ""),
+    ("i", "interfaces: rates, errors, drops; graph of the selected one (z: 1/5/10 min)"),
+    ("t", "top talkers, TCP only (h: remote host / host:port / local port); Enter: sockets"),
+    ("w", "bandwidth per process, TCP only; Enter: the process"),
+    ("r", "routes, rules, neighbours; g: route to an address"),
 )
 
 FILTER_HELP = (
@@ -47,7 +56,10 @@ class HelpScreen(ModalScreen[None]):
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
         for keys, meaning in KEYS:
-            table.add_row(keys, meaning)
+            if keys and not meaning:  # a section heading
+                table.add_row(Text(keys, style="bold underline"), "")
+            else:
+                table.add_row(keys, meaning)
         with VerticalScroll(id="help-body"):
             yield Static(Text("netdash — keys", style="bold"))
             yield Static(table)
