@@ -21,6 +21,7 @@ from netdash.ui.format import human_bits
 from netdash.ui.panes.interface_rows import (
     COLUMN_INDEX,
     COLUMNS,
+    SORT_KEYS,
     drops_rising,
     errors_rising,
     frame_rows,
@@ -82,7 +83,7 @@ class InterfacesPane(Vertical):
 
     def __init__(self, routes: RoutesSource | None = None, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.view = TableView(sort_column=COLUMN_INDEX["name"])
+        self.view = TableView(sort_column=COLUMN_INDEX["name"], sort_keys=SORT_KEYS)
         self.frame: LinkFrame | None = None
         self.error: str | None = None
         self.routes_source = routes
@@ -141,17 +142,22 @@ class InterfacesPane(Vertical):
         return self.query_one("#link-graph", RateGraph)
 
     def apply_frame(self, frame: LinkFrame) -> None:
-        """Show one sample of the interfaces (UI thread; ~1 ms per 100 links)."""
+        """Show one sample of the interfaces (UI thread). Rows format their cells when painted
+        and the summary line keeps its size (no layout pass): benchmarks/bench_links.py."""
         self.frame, self.error = frame, None
         self.view.replace_all(frame_rows(frame))
         self.table.refresh_rows()
-        self.query_one("#links-summary", Static).update(summary_text(frame))
+        self._show_summary(summary_text(frame))
         self._show_graph()
 
     def show_error(self, error: str) -> None:
         """The links source failed: say so and keep the last rows (they are marked stale)."""
         self.error = error
-        self.query_one("#links-summary", Static).update(summary_text(self.frame, error))
+        self._show_summary(summary_text(self.frame, error))
+
+    def _show_summary(self, text: Text) -> None:
+        # One line high (netdash.tcss): a new text never changes the layout.
+        self.query_one("#links-summary", Static).update(text, layout=False)
 
     @on(VirtualTable.CursorMoved, "#links")
     def _cursor_moved(self) -> None:
