@@ -1,8 +1,9 @@
-"""The interfaces benchmark: netdash's per-tick cost at 1,000 interfaces against `ip -s -j link`.
+"""The interfaces benchmark: netdash's per-tick cost at 1,000 interfaces against `ip -s -j link`,
+and the Interfaces pane's refresh on the UI thread.
 
-The issue's target: sampling 1,000 interfaces and computing their rates costs less than one run
-of ``ip -s -j link`` in the same namespace, measured in the same run. The lab
-(:class:`LinkLab`) is N veth pairs in a namespace of its own (this kernel has no dummy or netem
+Part ``tick``, the issue's first target: sampling 1,000 interfaces and computing their rates
+costs less than one run of ``ip -s -j link`` in the same namespace, measured in the same run. The
+lab (:class:`LinkLab`) is N veth pairs in a namespace of its own (this kernel has no dummy or netem
 modules), all up, IPv6 off so nothing talks on its own, each pair with a /30 and a permanent
 neighbour so one datagram moves the counters of both ends.
 
@@ -17,8 +18,17 @@ Sides, interleaved and repeated (:mod:`benchmarks.harness`: medians, per-round r
 - for information: ``read_counters`` alone, and ``read_links`` (pyroute2 links and addresses
   plus one ethtool ioctl per link), the rare full read done at start and when links change.
 
-Run as root: ``python benchmarks/bench_links.py [--pairs 500] [--repeat 5] [--json out.json]``.
-The pane's UI-thread refresh is not measured here.
+Part ``ui``, the second target: the pane's refresh on the UI thread stays under 20 ms at 1,000
+interfaces. The real :class:`~netdash.ui.app.NetdashApp` runs headless (120x40) on the
+Interfaces tab over :class:`SyntheticLinks` (a container host: NICs, bridges, vethNNN, every
+counter moving every tick, so every row changes), the tracker's whole history filled and the
+graph on its 10-minute window. Each refresh takes the live app's path: the links thread's tick
+in a worker thread, then ``LinksUpdated`` posted; what is timed is the UI thread's busy time from
+the post to the end of the repaint that shows the table (``apply_frame``, the repaint and its
+encoding), as :mod:`benchmarks.ui_bench` times the Connections pane. No root needed.
+
+Run: ``python benchmarks/bench_links.py [--part tick,ui] [--pairs 500] [--repeat 5]
+[--ui-interfaces 1000] [--ui-repeat 15] [--ui-history 600] [--json out.json]`` (root for tick).
 """
 
 from __future__ import annotations
@@ -30,10 +40,13 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import asyncio
 import itertools
 import json
 import os
+import random
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -248,6 +261,225 @@ def sanity_checks(lab: LinkLab, netdash: NetdashLinks) -> dict[str, Any]:
     return checks
 
 
+# ------------------------------------------------------------------------------------ ui part
+
+UI_SIZE = (120, 40)
+UI_TARGET_S = 0.020
+UI_TARGET = "UI refresh < 20 ms"
+#: Interfaces that are not veths in the synthetic host (a container host's usual suspects).
+_FIXED_LINKS = ("lo", "eth0", "eth1", "docker0", "br-5f2c81e0a9d4")
+
+
+#: Untimed ticks before the UI part: the tracker's whole history (10 minutes at 1 s).
+HISTORY_TICKS = 600
+
+
+class SyntheticLinks:
+    """A links sampler for the UI part: a container host with ``count`` interfaces (lo, two NICs,
+    two bridges, the rest vethNNN enslaved to them, addresses on some), every counter moving
+    every tick by a different amount, so every row's rates change on every sample.
+
+    Not a source (the tick part measures the real one): the UI part times what the UI thread
+    does with a frame, and needs the same frame sizes on every run without a kernel lab.
+    """
+
+    def __init__(self, count: int, interval: float = 1.0, seed: int = 4) -> None:
+        from netdash.model import LINK_COUNTER_NAMES
+
+        if count < len(_FIXED_LINKS):
+            raise ValueError(f"count must be >= {len(_FIXED_LINKS)}")
+        self.links = tuple(self._link(i) for i in range(count))
+        self.interval = interval
+        self.taken_at = 1000.0
+        self._random = random.Random(seed)
+        self._totals = {link.ifindex: [0] * len(LINK_COUNTER_NAMES) for link in self.links}
+
+    @staticmethod
+    def _link(index: int) -> Any:
+        from netdash.model import Link
+
+        ifindex = index + 1
+        if index < len(_FIXED_LINKS):
+            name = _FIXED_LINKS[index]
+            kind = ("loopback", "physical", "physical", "bridge", "bridge")[index]
+            addresses = {
+                "lo": ("127.0.0.1/8", "::1/128"),
+                "eth0": ("192.0.2.10/24", "2001:db8::10/64", "fe80::5054:ff:fe12:3456/64"),
+                "docker0": ("172.17.0.1/16",),
+                "br-5f2c81e0a9d4": ("172.18.0.1/16",),
+            }.get(name, ())
+            return Link(
+                ifindex,
+                name,
+                kind,
+                "UNKNOWN" if name == "lo" else ("DOWN" if name == "eth1" else "UP"),
+                name != "eth1",
+                65536 if name == "lo" else 1500,
+                None if name == "lo" else f"52:54:00:12:34:{index:02x}",
+                ("LOOPBACK", "UP") if name == "lo" else ("BROADCAST", "MULTICAST", "UP"),
+                speed_mbps=10000 if kind == "physical" else None,
+                duplex="full" if kind == "physical" else None,
+                addresses=addresses,
+            )
+        veth = index - len(_FIXED_LINKS)
+        return Link(
+            ifindex,
+            f"veth{veth:x}{(veth * 2654435761) % 0xFFFFF:05x}",
+            "veth",
+            "UP",
+            True,
+            1500,
+            f"02:42:ac:{veth >> 16 & 255:02x}:{veth >> 8 & 255:02x}:{veth & 255:02x}",
+            ("BROADCAST", "MULTICAST", "UP", "LOWER_UP"),
+            master="docker0" if veth % 3 else "br-5f2c81e0a9d4",
+            speed_mbps=10000,
+            duplex="full",
+            speed_nominal=True,
+            addresses=(f"fe80::42:acff:fe{veth >> 8 & 255:02x}:{veth & 255:02x}{veth % 7:x}/64",)
+            if veth % 4 == 0
+            else (),
+        )
+
+    def sample(self) -> Any:
+        """The next tick: bytes and packets move on every link, errors and drops on a few."""
+        from netdash.model import LinkCounters, LinkSample
+
+        self.taken_at += self.interval
+        draw = self._random.randrange
+        counters = {}
+        for ifindex, totals in self._totals.items():
+            rx_packets, tx_packets = draw(1, 5000), draw(1, 5000)
+            totals[0] += rx_packets
+            totals[1] += tx_packets
+            totals[2] += rx_packets * draw(60, 1500)
+            totals[3] += tx_packets * draw(60, 1500)
+            if ifindex % 97 == 0:  # a few links drop and fail now and then
+                totals[6] += draw(0, 3)
+                totals[4] += draw(0, 2)
+            counters[ifindex] = LinkCounters(*totals)
+        return LinkSample(self.links, counters, self.taken_at, self.taken_at)
+
+    def close(self) -> None:
+        pass
+
+
+class _NoSockets:
+    """The connections sampler the app requires; never called (autostart off)."""
+
+    unix = False
+
+    def sample(self) -> Any:
+        raise RuntimeError("the links UI benchmark samples no sockets")
+
+    def close(self) -> None:
+        pass
+
+
+async def run_ui(interfaces: int, repeat: int, history: int = HISTORY_TICKS) -> dict[str, Any]:
+    """The real app headless on the Interfaces tab: the median UI-thread time of one
+    LinksUpdated (``apply_frame`` and the repaint it causes), measured as ui_bench measures the
+    Connections pane's refresh. The tracker first takes ``history`` untimed ticks and the graph
+    shows its longest window, so the graph draws a full history as after ten minutes live."""
+    from benchmarks.ui_bench import PaintProbe, _time_calls
+    from netdash.model import HostInfo
+    from netdash.ui.app import NetdashApp
+    from netdash.ui.panes.interfaces import InterfacesPane
+    from netdash.ui.widgets.rate_graph import WINDOWS
+
+    links = SyntheticLinks(interfaces)
+    host = HostInfo(hostname="bench", kernel="synthetic", netns="synthetic", is_root=True)
+    app = NetdashApp(_NoSockets(), host, 1.0, autostart=False, links=links)
+    for _ in range(history):
+        app.link_tracker.update(links.sample())
+    result: dict[str, Any] = {"interfaces": interfaces, "history": history}
+    result.update(worker_s=[], busy_s=[], latency_s=[])
+    async with app.run_test(size=UI_SIZE) as pilot:
+        await pilot.press("2")
+        pane = app.query_one(InterfacesPane)
+        while pane.graph.window < max(WINDOWS):
+            await pilot.press("z")
+        probe = PaintProbe(app, pane.table)
+        timed = {
+            "InterfacesPane.apply_frame": _time_calls(pane, "apply_frame"),
+            "VirtualTable.refresh_rows": _time_calls(pane.table, "refresh_rows"),
+            "RateGraph.render": _time_calls(pane.graph, "render"),
+        }
+        result["parts_s"] = {name: [] for name in timed}
+        for round_ in range(repeat + 2):  # two untimed: the table's first fill, then warm
+            frame, worker = await _links_frame(app)
+            await pilot.pause(0.15)
+            for calls in timed.values():
+                calls.clear()
+            start = probe.arm()
+            app._publish_links(frame)
+            measured = await probe.measured(start)
+            if measured is None:
+                raise RuntimeError("the interfaces table never repainted after a frame")
+            if round_ < 2:
+                continue
+            result["worker_s"].append(worker)
+            result["latency_s"].append(measured[0])
+            result["busy_s"].append(measured[1])
+            for name, calls in timed.items():
+                result["parts_s"][name].append(sum(calls))
+        result["checks"] = ui_checks(app, interfaces)
+        await pilot.press("q")
+    result["busy_median_s"] = statistics.median(result["busy_s"])
+    return result
+
+
+async def _links_frame(app: Any) -> tuple[Any, float]:
+    """The links thread's work for one tick, in a worker thread as the live app does it."""
+    started = time.perf_counter()
+    frame = await asyncio.to_thread(app._sample_links_in_thread)
+    return frame, time.perf_counter() - started
+
+
+def ui_checks(app: Any, interfaces: int) -> dict[str, Any]:
+    """The pane shows what it was given: every interface, rates on the rows, a graph."""
+    from netdash.ui.panes.interfaces import InterfacesPane
+
+    pane = app.query_one(InterfacesPane)
+    rows = list(pane.view)
+    checks = {
+        "rows": len(rows),
+        "rows with a rate": sum(1 for row in rows if row.data[1] is not None),
+        "graph of": pane.graph.name_shown,
+        "graph points": len(pane.graph.history.times),
+    }
+    checks["ok"] = (
+        checks["rows"] == interfaces
+        and checks["rows with a rate"] == interfaces
+        and bool(checks["graph of"])
+    )
+    return checks
+
+
+def measure_ui(interfaces: int, repeat: int, history: int = HISTORY_TICKS) -> dict[str, Any]:
+    return asyncio.run(run_ui(interfaces, repeat, history))
+
+
+def print_ui_result(result: dict[str, Any]) -> None:
+    def ms(values: list[float]) -> str:
+        return f"{statistics.median(values) * 1000:9.2f} ms"
+
+    print(
+        f"\nInterfaces pane, UI thread, {result['interfaces']:,} interfaces, {UI_SIZE[0]}x"
+        f"{UI_SIZE[1]}, {len(result['busy_s'])} refreshes, graph of {result['history']} ticks"
+        " on its 10-minute window"
+    )
+    print(f"{'what':<34}{'median':>14}")
+    print(
+        f"{'UI thread busy (apply + repaint)':<34}{ms(result['busy_s']):>14}"
+        f"  {UI_TARGET}: {'PASS' if result['busy_median_s'] < UI_TARGET_S else 'FAIL'}"
+    )
+    print(f"{'  post to repaint (latency)':<34}{ms(result['latency_s']):>14}")
+    for name, values in result["parts_s"].items():
+        print(f"{'  ' + name:<34}{ms(values):>14}")
+    print(f"{'links thread: tracker tick':<34}{ms(result['worker_s']):>14}  (not the UI thread)")
+    print(f"checks: {result['checks']}")
+
+
 # ---------------------------------------------------------------------------------------- run
 
 
@@ -289,35 +521,71 @@ def print_result(result: dict[str, Any]) -> None:
     print(f"checks: {result['checks']}")
 
 
+PARTS = ("tick", "ui")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=500, help="veth pairs (2 interfaces each)")
     parser.add_argument("--repeat", type=int, default=5, help="rounds (>= 1)")
+    parser.add_argument(
+        "--part", default=",".join(PARTS), help="comma-separated: tick (root), ui (default both)"
+    )
+    parser.add_argument(
+        "--ui-interfaces", type=int, default=1000, help="interfaces in the ui part (>= 5)"
+    )
+    parser.add_argument("--ui-repeat", type=int, default=15, help="refreshes timed in the ui part")
+    parser.add_argument(
+        "--ui-history",
+        type=int,
+        default=HISTORY_TICKS,
+        help="untimed ticks before the ui part (the graph's history)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every measurement here")
     args = parser.parse_args(argv)
-    if args.repeat < 1 or args.pairs < 1:
-        parser.error("--repeat and --pairs must be >= 1")
+    if args.repeat < 1 or args.pairs < 1 or args.ui_repeat < 1 or args.ui_history < 0:
+        parser.error("--repeat, --ui-repeat and --pairs must be >= 1, --ui-history >= 0")
+    if args.ui_interfaces < len(_FIXED_LINKS):
+        parser.error(f"--ui-interfaces must be >= {len(_FIXED_LINKS)}")
+    args.parts = [part.strip() for part in args.part.split(",") if part.strip()]
+    unknown = set(args.parts) - set(PARTS)
+    if unknown or not args.parts:
+        parser.error(f"--part takes {', '.join(PARTS)}; got {args.part!r}")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("bench_links: needs root (it builds a network namespace)", file=sys.stderr)
+    if "tick" in args.parts and os.geteuid() != 0:
+        print(
+            "bench_links: the tick part needs root (it builds a network namespace);"
+            " --part ui does not",
+            file=sys.stderr,
+        )
         return 2
     machine = machine_info()
     started = time.monotonic()
-    progress(f"lab: {args.pairs:,} veth pairs")
-    with LinkLab(args.pairs) as lab:
-        progress(f"lab {lab.name} ready in {lab.setup_seconds:.1f} s")
-        result = measure(lab, args.repeat)
-    print_result(result)
+    results: dict[str, Any] = {}
+    if "tick" in args.parts:
+        progress(f"lab: {args.pairs:,} veth pairs")
+        with LinkLab(args.pairs) as lab:
+            progress(f"lab {lab.name} ready in {lab.setup_seconds:.1f} s")
+            results["tick"] = measure(lab, args.repeat)
+        print_result(results["tick"])
+    if "ui" in args.parts:
+        progress(
+            f"ui: {args.ui_interfaces:,} interfaces, {args.ui_history} untimed ticks of history,"
+            f" {args.ui_repeat} refreshes"
+        )
+        results["ui"] = measure_ui(args.ui_interfaces, args.ui_repeat, args.ui_history)
+        print_ui_result(results["ui"])
     machine["loadavg_end"] = os.getloadavg()
     elapsed = time.monotonic() - started
     progress(f"done in {elapsed:.0f} s")
     if args.json:
+        config = {key: value for key, value in vars(args).items() if key != "parts"}
         with open(args.json, "w") as out:
-            json.dump({"machine": machine, "config": vars(args), "result": result}, out, indent=1)
+            json.dump({"machine": machine, "config": config, "result": results}, out, indent=1)
         progress(f"wrote {args.json}")
     return 0
 

@@ -1,5 +1,5 @@
-"""The interfaces benchmark works at small scale (its lab, its sides, its checks), so it cannot
-silently rot; the numbers are the full-size run's business, not this test's."""
+"""The interfaces benchmark works at small scale (its lab, its sides, its checks, its UI part), so
+it cannot silently rot; the numbers are the full-size run's business, not this test's."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not installed
 
-from benchmarks.bench_links import LinkLab, measure, pair_addresses
+from benchmarks.bench_links import (
+    LinkLab,
+    SyntheticLinks,
+    main,
+    measure,
+    measure_ui,
+    pair_addresses,
+)
 from benchmarks.lab import netns_path, run_in_netns
 from tests.conftest import needs_root
 
@@ -48,3 +55,42 @@ def test_a_small_lab_measures_one_round_and_is_gone_after() -> None:
         "netdash tick (moving) / ip -s -j link",
         "  read_links / ip -s -j link",
     }
+
+
+def test_synthetic_links_move_every_counter_of_every_link_each_tick() -> None:
+    links = SyntheticLinks(20)
+    first, second = links.sample(), links.sample()
+    assert len(first.links) == 20 and len({link.name for link in first.links}) == 20
+    assert second.taken_at - first.taken_at == 1.0
+    for link in first.links:
+        before, after = first.counters[link.ifindex], second.counters[link.ifindex]
+        assert after.rx_bytes > before.rx_bytes and after.tx_packets > before.tx_packets
+
+
+def test_the_ui_part_times_refreshes_of_the_real_pane_at_a_small_size() -> None:
+    result = measure_ui(20, repeat=2, history=30)
+    assert result["checks"] == {
+        "rows": 20,
+        "rows with a rate": 20,
+        "graph of": "br-5f2c81e0a9d4",  # the first row by name, under the cursor
+        "graph points": 34,  # 30 untimed ticks and 4 frames (2 warm-ups, 2 timed)
+        "ok": True,
+    }
+    assert len(result["busy_s"]) == len(result["latency_s"]) == 2
+    pairs = zip(result["busy_s"], result["latency_s"], strict=True)
+    assert all(0 < busy <= latency for busy, latency in pairs)
+    assert set(result["parts_s"]) == {
+        "InterfacesPane.apply_frame",
+        "VirtualTable.refresh_rows",
+        "RateGraph.render",
+    }
+    assert all(len(times) == 2 and min(times) > 0 for times in result["parts_s"].values())
+
+
+def test_the_ui_part_alone_needs_no_root_and_prints_its_verdict(capsys) -> None:
+    argv = ["--part", "ui", "--ui-interfaces", "20", "--ui-repeat", "1", "--ui-history", "0"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Interfaces pane, UI thread, 20 interfaces" in out
+    assert "UI refresh < 20 ms: PASS" in out or "UI refresh < 20 ms: FAIL" in out
+    assert "'ok': True" in out
