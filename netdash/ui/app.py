@@ -308,6 +308,8 @@ class NetdashApp(App[int]):
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id is not None:
             self._focus_tab(event.pane.id)
+        if event.pane.id == "tab-interfaces":
+            self.query_one(InterfacesPane).shown()
 
     def _focus_tab(self, tab_id: str) -> None:
         pane = self.query_one(f"#{tab_id}", TabPane)

@@ -85,7 +85,9 @@ class InterfacesPane(Vertical):
         super().__init__(id=id)
         self.view = TableView(sort_column=COLUMN_INDEX["name"], sort_keys=SORT_KEYS)
         self.frame: LinkFrame | None = None
+        self.talkers: TalkersFrame | None = None
         self.error: str | None = None
+        self._stale: set[str] = set()  # views whose latest data arrived while hidden
         self.routes_source = routes
 
     def compose(self) -> ComposeResult:
@@ -108,6 +110,7 @@ class InterfacesPane(Vertical):
     def action_show_view(self, view: str) -> None:
         """Switch views; the view's main table takes the focus, so its keys apply."""
         self.query_one(ContentSwitcher).current = view
+        self.shown()
         if view == "routes-view":
             routes = self.query_one(RoutesView)
             routes.reload()
@@ -126,10 +129,6 @@ class InterfacesPane(Vertical):
             return self.current_view == "talkers-view"
         return True
 
-    def apply_talkers(self, frame: TalkersFrame) -> None:
-        for view in self.query(TalkersView):
-            view.show_frame(frame)
-
     def action_cycle_grouping(self) -> None:
         self.query_one("#talkers-view", TalkersView).cycle_grouping()
 
@@ -143,12 +142,42 @@ class InterfacesPane(Vertical):
 
     def apply_frame(self, frame: LinkFrame) -> None:
         """Show one sample of the interfaces (UI thread). Rows format their cells when painted
-        and the summary line keeps its size (no layout pass): benchmarks/bench_links.py."""
+        and the summary line keeps its size (no layout pass): benchmarks/bench_links.py.
+
+        While the tab or the view is hidden the frame is only kept, and shown when it comes
+        back (:meth:`shown`): a hidden pane costs no rows, graph or repaint each second."""
         self.frame, self.error = frame, None
+        if not self._showing("links-view"):
+            self._stale.add("links-view")
+            return
+        self._stale.discard("links-view")
         self.view.replace_all(frame_rows(frame))
         self.table.refresh_rows()
         self._show_summary(summary_text(frame))
         self._show_graph()
+
+    def apply_talkers(self, frame: TalkersFrame) -> None:
+        self.talkers = frame
+        for view in self.query(TalkersView):
+            if view.id is not None and self._showing(view.id):
+                self._stale.discard(view.id)
+                view.show_frame(frame)
+            else:
+                self._stale.add(view.id or "")
+
+    def shown(self) -> None:
+        """The tab or a view came into sight: show what arrived while it was hidden."""
+        current = self.current_view
+        if current not in self._stale:
+            return
+        if current == "links-view" and self.frame is not None:
+            self.apply_frame(self.frame)
+        elif current in ("talkers-view", "processes-view") and self.talkers is not None:
+            self.apply_talkers(self.talkers)
+
+    def _showing(self, view: str) -> bool:
+        tab = self.parent
+        return self.current_view == view and (tab is None or tab.display) and self.display
 
     def show_error(self, error: str) -> None:
         """The links source failed: say so and keep the last rows (they are marked stale)."""
