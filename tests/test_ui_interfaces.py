@@ -245,3 +245,19 @@ async def test_route_to_asks_the_live_kernel_of_the_namespace():
                     if expected.split()[-1] in screen_text(app):
                         break
                 assert expected in screen_text(app).replace("Network is unreachable", "unreachable")
+
+
+async def test_slash_filters_the_interfaces_as_you_type_and_esc_clears_it():
+    app = build_replay_app(RECORDING, autostart=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await loaded(pilot, app)
+        await pilot.press("slash", "1", "0", ".", "2")
+        await pilot.pause()
+        assert [row.data[0].name for row in pane.view] == ["vA"]  # by its address
+        await pilot.press("enter")
+        assert app.focused is pane.table
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(pane.view) == 4 and app.screen is app.screen_stack[0]
+        await pilot.press("slash", "d", "o", "w", "n", "enter")  # by state
+        assert [row.data[0].name for row in pane.view] == ["eth1-peer"]

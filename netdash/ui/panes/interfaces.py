@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual import on
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import ContentSwitcher, Static
+from textual.widgets import ContentSwitcher, Input, Static
 
 from netdash.engine_links import LinkFrame
 from netdash.talkers import TalkersFrame
@@ -29,7 +30,7 @@ from netdash.ui.panes.interface_rows import (
 )
 from netdash.ui.panes.routes import RoutesSource, RoutesView
 from netdash.ui.panes.talkers import NETWORK_GROUPINGS, TalkersView
-from netdash.ui.tableview import TableView
+from netdash.ui.tableview import TableView, search_filter
 from netdash.ui.widgets.rate_graph import RateGraph, window_label
 from netdash.ui.widgets.virtual_table import VirtualTable
 
@@ -77,6 +78,8 @@ class InterfacesPane(Vertical):
         Binding("s", "next_sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse", show=False),
         Binding("z", "zoom", "Window"),
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("h", "cycle_grouping", "Hosts/ports"),
         *(Binding(key, f"show_view('{view}')", label) for key, view, label in VIEWS),
     ]
@@ -94,6 +97,7 @@ class InterfacesPane(Vertical):
         with ContentSwitcher(initial="links-view", id="interfaces-views"):
             with Vertical(id="links-view"):
                 yield Static(summary_text(None), id="links-summary")
+                yield Input(placeholder="filter: name, kind, state or address", id="links-filter")
                 yield VirtualTable(COLUMNS, id="links", activatable=False)
                 yield RateGraph(id="link-graph")
             yield TalkersView(NETWORK_GROUPINGS, id="talkers-view")
@@ -102,6 +106,34 @@ class InterfacesPane(Vertical):
 
     def on_mount(self) -> None:
         self.table.set_view(self.view)
+        self.query_one("#links-filter", Input).display = False
+
+    # -- the filter: a substring of name, kind, state or addresses, as you type ---------------
+
+    def action_filter(self) -> None:
+        box = self.query_one("#links-filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#links-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.view.set_filter(search_filter(event.value), filter_text=event.value.strip().lower())
+        self.table.refresh_rows()
+
+    @on(Input.Submitted, "#links-filter")
+    def _filter_submitted(self) -> None:
+        box = self.query_one("#links-filter", Input)
+        box.display = bool(box.value)
+        self.table.focus()
+
+    def action_clear_filter(self) -> None:
+        """Esc: the filter goes (box and all); without one, Esc goes on to the app."""
+        box = self.query_one("#links-filter", Input)
+        if not box.display and not box.value:
+            raise SkipAction()
+        box.value = ""
+        box.display = False
+        self.table.focus()
 
     @property
     def current_view(self) -> str:
@@ -123,7 +155,7 @@ class InterfacesPane(Vertical):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Show only the keys of the current view in the footer."""
-        if action in ("next_sort", "reverse_sort", "zoom"):
+        if action in ("next_sort", "reverse_sort", "zoom", "filter", "clear_filter"):
             return self.current_view == "links-view"
         if action == "cycle_grouping":
             return self.current_view == "talkers-view"

@@ -16,15 +16,17 @@ from netdash.textsafe import visible
 from netdash.ui.tableview import Column, Row
 
 ROUTE_COLUMNS: tuple[Column, ...] = (
-    Column("dst", "Destination", width=20, min_width=12, priority=0, flex=True),
-    Column("gateway", "Gateway", width=16, min_width=9, priority=0),
-    Column("dev", "Dev", width=9, min_width=5, priority=0),
-    Column("prefsrc", "Source", width=15, min_width=9, priority=3),
+    # An IPv4 destination and gateway are never cut (18 = "255.255.255.255/32"); at 80 columns
+    # scope, protocol and source go first.
+    Column("dst", "Destination", width=20, min_width=18, priority=0, flex=True),
+    Column("gateway", "Gateway", width=15, min_width=15, priority=0),
+    Column("dev", "Dev", width=9, min_width=6, priority=0),
+    Column("prefsrc", "Source", width=15, min_width=15, priority=4),
     Column("table", "Table", width=6, min_width=5, priority=1),
-    Column("protocol", "Proto", width=6, min_width=5, priority=4),
+    Column("protocol", "Proto", width=6, priority=5),
     Column("metric", "Metric", width=6, align="right", priority=2),
-    Column("scope", "Scope", width=6, priority=5),
-    Column("type", "Type", width=11, min_width=7, priority=2),
+    Column("scope", "Scope", width=6, priority=6),
+    Column("type", "Type", width=11, min_width=9, priority=3),
 )
 NEIGHBOUR_COLUMNS: tuple[Column, ...] = (
     Column("address", "Neighbour", width=24, min_width=12, priority=0, flex=True),

@@ -30,6 +30,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("", ""),
     ("Interfaces", ""),
     ("i", "interfaces: rates, errors, drops; graph of the selected one (z: 1/5/10 min)"),
+    ("/ (interfaces)", "filter by name, kind, state or address; Esc clears"),
     ("t", "top talkers, TCP only (h: remote host / host:port / local port); Enter: sockets"),
     ("w", "bandwidth per process, TCP only; Enter: the process"),
     ("r", "routes, rules, neighbours; g: route to an address"),
