@@ -438,3 +438,78 @@ class PolicyRule:
     selector: str  # "from all", "from 10.0.0.0/8 iif eth1", ... as ip rule prints it
     table: str | None
     action: str = "lookup"  # "lookup", "unreachable", "blackhole", "prohibit", "goto"
+
+
+# ------------------------------------------------------------------------- processes, cgroups
+
+
+@dataclass(frozen=True, slots=True)
+class Proc:
+    """One process as the Processes pane lists it (what ``ps -eo pid,ppid,user,stat,rss,pcpu,
+    nlwp,cmd`` shows, plus fds, limits, namespace and cgroup).
+
+    Keyed by (pid, start_ticks): a reused pid is a new process. ``cmdline`` is None where it
+    cannot be read and ``()`` for kernel threads and zombies; ``cpu_percent`` (of one core) is
+    None on a process's first sample. ``denied`` names the fields permissions hid.
+    """
+
+    pid: int
+    start_ticks: int  # /proc/PID/stat field 22: clock ticks after boot
+    ppid: int
+    name: str  # comm
+    state: str  # the kernel's letter: R, S, D, Z, T, t, X, I
+    uid: int | None
+    user: str | None
+    cmdline: tuple[str, ...] | None
+    threads: int
+    rss: int  # bytes
+    cpu_percent: float | None
+    start_time: float  # seconds since the epoch
+    num_fds: int | None = None
+    fd_soft_limit: int | None = None
+    fd_hard_limit: int | None = None
+    netns: int | None = None  # inode of /proc/PID/ns/net
+    cgroup: str | None = None  # the unified ("0::") path
+    cgroups_v1: Mapping[str, str] = field(default_factory=dict)  # controller -> path
+    denied: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.pid, self.start_ticks)
+
+    @property
+    def zombie(self) -> bool:
+        return self.state == "Z"
+
+
+@dataclass(frozen=True)
+class ProcessSample:
+    """Every process at one moment."""
+
+    procs: tuple[Proc, ...]
+    taken_at: float = 0.0  # time.monotonic()
+    wall_time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CgroupInfo:
+    """One cgroup (a v2 group, or a group of one v1 hierarchy) and what its files say.
+
+    Every counter is None where the hierarchy has no such file (v1 has no ``pids.max`` in the
+    memory hierarchy; the v2 ``unified`` mount of a hybrid host has no ``memory.current``);
+    ``memory_limit`` and ``pids_limit`` are None when unlimited. ``missing`` says in words what
+    was not available and why.
+    """
+
+    path: str  # inside its hierarchy: "/system.slice/nginx.service"
+    hierarchy: str  # "v2", or the v1 controller(s): "memory", "cpu,cpuacct", "pids"
+    unit: str | None = None  # systemd unit or slice: "nginx.service"
+    container: str | None = None  # docker/containerd/cri-o/podman/kubepods id
+    procs: int = 0
+    memory_current: int | None = None
+    memory_limit: int | None = None
+    cpu_usage_usec: int | None = None
+    cpu_throttled_usec: int | None = None
+    pids_current: int | None = None
+    pids_limit: int | None = None
+    missing: tuple[str, ...] = ()
