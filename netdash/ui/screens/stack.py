@@ -1,0 +1,193 @@
+"""The Python stack of a process, through py-spy, after the user agreed to pause it.
+
+py-spy attaches with ptrace and stops the target for a few milliseconds: an action on someone
+else's process, so it is offered only for Python processes and always confirmed first
+(DESIGN.md: "actions on other processes confirm first"). Everything that touches /proc or runs
+py-spy happens in a thread; the UI thread only shows the outcome.
+
+Entry point: :func:`offer_stack_dump` (bound to a key on the Process screen).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Static
+from textual.worker import Worker, get_current_worker
+
+from netdash.sources import pyspy
+from netdash.sources.pyspy import StackDump, ThreadStack
+from netdash.textsafe import visible
+
+DUMP_TIMEOUT = 10.0
+
+
+def _who(pid: int, name: str) -> str:
+    return f"PID {pid} ({visible(name)})" if name else f"PID {pid}"
+
+
+class ConfirmStackDump(ModalScreen[bool]):
+    """Says what py-spy will do to the process and waits for y; anything else means no."""
+
+    DEFAULT_CSS = """
+    ConfirmStackDump {
+        align: center middle;
+    }
+    #stack-confirm {
+        width: 80%;
+        max-width: 90;
+        height: auto;
+        border: round $warning;
+        background: $surface;
+        padding: 0 1;
+    }
+    """
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "answer(False)", "No", show=False),
+        Binding("enter", "answer(False)", "No", show=False),  # the default is No
+    ]
+
+    def __init__(self, pid: int, name: str) -> None:
+        super().__init__()
+        self.pid = pid
+        self.process_name = name
+
+    def compose(self) -> ComposeResult:
+        text = Text("stack dump\n\n", style="bold")
+        text.append(
+            f"py-spy will attach to {_who(self.pid, self.process_name)} with ptrace and pause it "
+            "for a few milliseconds to read its stack. Continue? "
+        )
+        text.append("y/n", style="bold")
+        with Vertical(id="stack-confirm"):
+            yield Static(text, id="stack-confirm-text")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
+def thread_header(thread: ThreadStack) -> Text:
+    """``Thread 2818 "MainThread"  idle  GIL`` — the facts `py-spy dump` prints, as data."""
+    tid = thread.os_thread_id if thread.os_thread_id is not None else thread.thread_id
+    header = Text(f"Thread {tid}", style="bold")
+    if thread.name:
+        header.append(f' "{visible(thread.name)}"', style="bold")
+    header.append("  ")
+    header.append(
+        "active" if thread.active else "idle", style="bold green" if thread.active else "dim"
+    )
+    header.append("  ")
+    header.append(
+        "holds the GIL" if thread.owns_gil else "no GIL",
+        style="bold yellow" if thread.owns_gil else "dim",
+    )
+    return header
+
+
+def render_dump(dump: StackDump) -> Text:
+    """The whole dump as one Text: headers, then each frame ``function  (file:line)``."""
+    if dump.error is not None:
+        return Text(dump.error, style="bold red")
+    if not dump.threads:
+        return Text("py-spy found no Python threads", style="italic")
+    text = Text()
+    for number, thread in enumerate(dump.threads):
+        if number:
+            text.append("\n")
+        text.append_text(thread_header(thread))
+        text.append("\n")
+        if not thread.frames:
+            text.append("    (no Python frames)\n", style="dim")
+        for frame in thread.frames:
+            text.append("    ")
+            text.append(visible(frame.name), style="bold")
+            text.append(f"  ({visible(frame.filename)}:{frame.line})\n", style="cyan")
+    return text
+
+
+class StackScreen(Screen[None]):
+    """Threads and frames of one process; ``r`` reads them again, Esc goes back."""
+
+    DEFAULT_CSS = """
+    #stack-title {
+        height: auto;
+        padding: 0 1;
+    }
+    #stack-body {
+        height: 1fr;
+        padding: 0 1;
+    }
+    """
+
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("r", "refresh_stack", "Refresh"),
+    ]
+
+    def __init__(self, pid: int, name: str, *, timeout: float = DUMP_TIMEOUT) -> None:
+        super().__init__()
+        self.pid = pid
+        self.process_name = name
+        self.timeout = timeout
+        self.dump: StackDump | None = None
+
+    def compose(self) -> ComposeResult:
+        title = Text(f"stack of {_who(self.pid, self.process_name)}", style="bold")
+        yield Static(title, id="stack-title")
+        with VerticalScroll(id="stack-body"):
+            yield Static(id="stack-text")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#stack-body", VerticalScroll).focus()
+        self.action_refresh_stack()
+
+    def action_refresh_stack(self) -> None:
+        self.query_one("#stack-text", Static).update(Text("reading the stack…", style="dim"))
+        self._read_stack()
+
+    @work(thread=True, exclusive=True, group="stack")
+    def _read_stack(self) -> None:
+        dump = pyspy.dump_stack(self.pid, timeout=self.timeout)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show, dump)
+
+    def _show(self, dump: StackDump) -> None:
+        if not self.is_attached:  # closed while py-spy ran
+            return
+        self.dump = dump
+        self.query_one("#stack-text", Static).update(render_dump(dump))
+
+    def action_back(self) -> None:
+        self.dismiss(None)
+
+
+def offer_stack_dump(app: App[object], pid: int, name: str) -> Worker[None]:
+    """Check in a thread that ``pid`` is Python, confirm, then open :class:`StackScreen`.
+
+    Not Python, gone or unreadable: a notification says so and nothing else happens. The
+    returned worker lets a caller (or a test) wait for the check.
+    """
+
+    async def offer() -> None:
+        problem = await asyncio.to_thread(pyspy.python_problem, pid)
+        if problem is not None:
+            app.notify(f"{problem}: {_who(pid, name)}", severity="warning", markup=False)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                app.push_screen(StackScreen(pid, name))
+
+        app.push_screen(ConfirmStackDump(pid, name), answered)
+
+    return app.run_worker(offer(), group="stack-offer", exclusive=True)
