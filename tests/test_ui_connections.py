@@ -303,6 +303,8 @@ async def test_process_screen_lists_its_sockets_and_esc_returns_to_the_same_row(
         assert isinstance(screen, ProcessScreen)
         assert len(screen.view) >= 25  # loadgen's own sockets, through the same virtual table
         assert all(any(o.pid == screen.pid for o in row.data.owners) for row in screen.view)
+        trail = f"Connections › :{chosen.sock.local_port} › loadgen[{screen.pid}]"
+        assert trail in "\n".join(screen_lines(app))  # the breadcrumb: the way back
         app.sample_now()  # updates keep flowing to the process screen
         await pilot.pause()
         assert "sockets owned by" in "\n".join(screen_lines(app))

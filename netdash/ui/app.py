@@ -24,7 +24,7 @@ from netdash.textsafe import visible
 from netdash.ui.gc_policy import GcPolicy
 from netdash.ui.messages import ConnectionsUpdated, LinksUpdated, SourceFailed, TalkersUpdated
 from netdash.ui.panes.connection_rows import ConnectionsFeed, ConnectionsUpdate
-from netdash.ui.panes.connections import ConnectionsPane
+from netdash.ui.panes.connections import ConnectionsPane, socket_trail
 from netdash.ui.panes.interfaces import InterfacesPane
 from netdash.ui.panes.routes import RoutesSource
 from netdash.ui.panes.talkers import TalkersView, connections_filter
@@ -221,7 +221,9 @@ class NetdashApp(App[int]):
         talker = message.talker
         if message.grouping == "processes":
             if talker.process is not None:
-                self.post_message(ConnectionsPane.OpenProcess(talker.process.pid))
+                trail = ("Interfaces", "processes")
+                process = talker.process
+                self.post_message(ConnectionsPane.OpenProcess(process.pid, trail, process.comm))
             else:
                 self.notify(visible(talker.label), title="no process", severity="warning")
             return
@@ -254,7 +256,11 @@ class NetdashApp(App[int]):
     @on(ConnectionsPane.OpenProcess)
     def _open_process(self, message: ConnectionsPane.OpenProcess) -> None:
         pane = self.query_one(ConnectionsPane)
-        self.push_screen(ProcessScreen(message.pid, pane.view, live=self.live))
+        self.push_screen(
+            ProcessScreen(
+                message.pid, pane.view, live=self.live, trail=message.trail, name=message.name
+            )
+        )
 
     @on(ConnectionsPane.OpenDetail)
     def _open_detail(self, message: ConnectionsPane.OpenDetail) -> None:
@@ -262,9 +268,12 @@ class NetdashApp(App[int]):
 
     @on(ConnectionsPane.ChooseOwner)
     def _choose_owner(self, message: ConnectionsPane.ChooseOwner) -> None:
+        entry = message.entry
+
         def chosen(pid: int | None) -> None:
             if pid is not None:
-                self.post_message(ConnectionsPane.OpenProcess(pid))
+                name = next((o.comm for o in entry.owners if o.pid == pid), None)
+                self.post_message(ConnectionsPane.OpenProcess(pid, socket_trail(entry), name))
 
         self.push_screen(OwnerChooser(message.entry), chosen)
 

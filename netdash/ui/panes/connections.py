@@ -96,6 +96,15 @@ class FilterInput(Input):
         super()._watch_value(value)  # sets the same size again: no refresh
 
 
+def socket_trail(entry: ConnEntry) -> tuple[str, ...]:
+    """The breadcrumb steps to a socket: the tab, then its local port (``:8080``), or the
+    UNIX path for a UNIX socket."""
+    sock = entry.sock
+    if sock.proto == "unix":
+        return ("Connections", sock.local_addr or f"unix inode {sock.inode}")
+    return ("Connections", f":{sock.local_port}")
+
+
 class ConnectionsPane(Vertical):
     """Summary, filter line and the socket table (or the group table while grouping)."""
 
@@ -120,9 +129,14 @@ class ConnectionsPane(Vertical):
             self.enabled = enabled
 
     class OpenProcess(Message):
-        def __init__(self, pid: int) -> None:
+        """Open the Process screen of ``pid``; ``trail`` is the way there, for the breadcrumb
+        (``("Connections", ":8080")``) and ``name`` the process's name if known."""
+
+        def __init__(self, pid: int, trail: tuple[str, ...] = (), name: str | None = None) -> None:
             super().__init__()
             self.pid = pid
+            self.trail = trail
+            self.name = name
 
     class OpenDetail(Message):
         def __init__(self, entry: ConnEntry) -> None:
@@ -403,7 +417,8 @@ class ConnectionsPane(Vertical):
                 severity="warning",
             )
         elif len(pids) == 1:
-            self.post_message(self.OpenProcess(pids[0]))
+            name = next(owner.comm for owner in entry.owners if owner.pid == pids[0])
+            self.post_message(self.OpenProcess(pids[0], socket_trail(entry), name))
         else:
             self.post_message(self.ChooseOwner(entry))
 

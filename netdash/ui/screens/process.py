@@ -33,6 +33,7 @@ from netdash.ui.panes.connection_rows import (
     ConnRow,
 )
 from netdash.ui.tableview import TableView
+from netdash.ui.widgets.breadcrumb import Breadcrumb, process_step
 from netdash.ui.widgets.virtual_table import VirtualTable
 
 PROCESS_INTERVAL = 1.0
@@ -102,10 +103,20 @@ class ProcessScreen(Screen[None]):
         Binding("q", "app.quit", "Quit"),
     ]
 
-    def __init__(self, pid: int, connections: TableView, *, live: bool = True) -> None:
+    def __init__(
+        self,
+        pid: int,
+        connections: TableView,
+        *,
+        live: bool = True,
+        trail: tuple[str, ...] = (),
+        name: str | None = None,
+    ) -> None:
         super().__init__()
         self.pid = pid
         self.live = live
+        self.process_name = name
+        self.trail = (*trail, process_step(name, pid))
         self.view = TableView(
             owned_rows(connections.all_rows(), pid),
             sort_column=COLUMN_INDEX["state"],
@@ -115,7 +126,7 @@ class ProcessScreen(Screen[None]):
         self.poller: Poller[ProcessInfo] | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(Text(f"process {self.pid}", style="bold"), id="process-title")
+        yield Breadcrumb(self.trail, id="process-title")
         yield Static(Text("reading…", style="dim"), id="process-facts")
         yield Static(id="process-sockets-title")
         yield VirtualTable(COLUMNS, id="process-sockets")
@@ -166,6 +177,10 @@ class ProcessScreen(Screen[None]):
             return
         self.info = message.info
         facts.update(self._facts(message.info))
+        if self.process_name != message.info.comm:  # now known (or renamed): the trail says so
+            self.process_name = message.info.comm
+            self.trail = (*self.trail[:-1], process_step(self.process_name, self.pid))
+            self.query_one(Breadcrumb).show(self.trail)
 
     def _facts(self, info: ProcessInfo) -> Table:
         table = Table.grid(padding=(0, 2))
