@@ -37,7 +37,6 @@ Choices worth knowing:
 from __future__ import annotations
 
 import operator
-import re
 from collections import deque
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -46,6 +45,7 @@ from typing import Literal
 
 from netdash.engine import ZERO_RATE, ByteRate, ConnectionsFrame
 from netdash.model import NO_OWNER_UNKNOWN, Owner, Socket, SocketSample
+from netdash.sources.cgroups import cgroup_names
 from netdash.sources.process import read_cgroup
 
 #: iftop's averaging windows, in seconds.
@@ -165,31 +165,11 @@ def rank(talkers: Iterable[Talker], window_index: int | None) -> tuple[Talker, .
 
 # ------------------------------------------------------------------------------ cgroups, units
 
-#: A container id in a cgroup path component: ``<id>``, ``docker-<id>.scope``,
-#: ``cri-containerd-<id>.scope``, ``crio-<id>``, ``libpod-<id>.scope``.
-_CONTAINER_ID = re.compile(r"(?:^|[-:])([0-9a-f]{64})(?:\.scope)?$")
-#: The user manager's unit: the units it starts sit below it.
-_USER_MANAGER = re.compile(r"^user@\d+\.service$")
-
 
 def describe_cgroup(path: str) -> CgroupTag:
-    """What a cgroup path names: the systemd unit and the container id, where it shows them.
-
-    Units are the first ``.service`` or ``.scope`` component below the slices (a delegated
-    service may nest its own groups below it, which are not units), except below the user
-    manager ``user@UID.service``, whose units are its children. The container id is the deepest
-    64-hex component, as Docker, containerd, CRI-O, Podman and the kubelet name them.
-    ``parse_cgroup`` gives v1 paths as ``controllers:/path``; the controllers are skipped.
-    """
-    bare = path.split(":", 1)[1] if ":" in path and not path.startswith("/") else path
-    unit: str | None = None
-    container: str | None = None
-    for part in bare.split("/"):
-        if part.endswith((".service", ".scope")) and (unit is None or _USER_MANAGER.match(unit)):
-            unit = part
-        found = _CONTAINER_ID.search(part)
-        if found:
-            container = found.group(1)
+    """What a cgroup path names: the systemd unit (or slice) and the container id, where it
+    shows them (:func:`netdash.sources.cgroups.cgroup_names` says how)."""
+    unit, container = cgroup_names(path)
     return CgroupTag(path=path, unit=unit, container=container)
 
 
