@@ -218,14 +218,14 @@ class _Group:
             explained.append(what)
 
     def read(self, name: str) -> str | OSError:
-        """The text of one file of the group (cgroup files are small: one read each)."""
+        """The text of one file of the group, or the error that stopped it."""
         try:
             fd = os.open(self.directory + b"/" + name.encode(), os.O_RDONLY | os.O_CLOEXEC)
         except OSError as err:
             return err
         try:
             chunks = [os.read(fd, 65536)]
-            while len(chunks[-1]) == 65536:  # cgroup.procs of a busy group can be larger
+            while chunks[-1]:  # until EOF: cgroup.procs of a busy group takes several reads
                 chunks.append(os.read(fd, 65536))
         except OSError as err:
             return err
@@ -245,8 +245,8 @@ class _Spec(NamedTuple):
 
 
 #: The files of each counter, per cgroup version (the order of CgroupInfo's fields).
-_SPECS: dict[bool, dict[str, _Spec]] = {
-    True: {  # v2
+_SPECS: dict[str, dict[str, _Spec]] = {
+    "v2": {
         "memory_current": _Spec("memory", "memory.current"),
         "memory_limit": _Spec("memory", "memory.max"),
         "cpu_usage_usec": _Spec("cpu", "cpu.stat", "usage_usec"),
@@ -254,7 +254,7 @@ _SPECS: dict[bool, dict[str, _Spec]] = {
         "pids_current": _Spec("pids", "pids.current"),
         "pids_limit": _Spec("pids", "pids.max"),
     },
-    False: {  # v1
+    "v1": {
         "memory_current": _Spec("memory", "memory.usage_in_bytes"),
         "memory_limit": _Spec("memory", "memory.limit_in_bytes"),
         "cpu_usage_usec": _Spec("cpuacct", "cpuacct.usage", None, 1000),
@@ -329,6 +329,8 @@ class CgroupReader:
         limited: a memory or pids limit is set. Empty, unlimited groups (a stopped unit's
         leftovers) are left out. ``hierarchies`` narrows the walk to those named.
         """
+        if not self.mounts:
+            raise SourceUnavailable("no cgroup filesystem is mounted here (see mountinfo)")
         self.truncated = False
         budget = [self.max_groups]
         rows: list[CgroupInfo] = []
@@ -406,7 +408,7 @@ class CgroupReader:
         files: dict[str, str | OSError] = {}  # cpu.stat serves two counters: read once
         values = {
             metric: self._metric(group, metric, spec, files)
-            for metric, spec in _SPECS[group.mount.hierarchy == "v2"].items()
+            for metric, spec in _SPECS["v2" if group.mount.hierarchy == "v2" else "v1"].items()
         }
         unit, container = cgroup_names(group.path)
         missing = tuple(f"no {', '.join(what)}: {why}" for why, what in group.missing.items())
