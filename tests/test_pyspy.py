@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,13 +79,20 @@ def stop(proc: subprocess.Popen[str]) -> None:
         proc.stdout.close()
 
 
-@pytest.fixture
-def sleeper(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
-    proc = start_sleeper(tmp_path)
+@contextmanager
+def running_sleeper(directory: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """The sleeper and its script, killed on the way out whatever happened."""
+    proc = start_sleeper(directory)
     try:
-        yield proc, tmp_path / "sleeper_known.py"
+        yield proc, directory / "sleeper_known.py"
     finally:
         stop(proc)
+
+
+@pytest.fixture
+def sleeper(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    with running_sleeper(tmp_path) as running:
+        yield running
 
 
 @pytest.fixture

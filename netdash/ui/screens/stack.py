@@ -11,7 +11,10 @@ Entry point: :func:`offer_stack_dump` (bound to a key on the Process screen).
 from __future__ import annotations
 
 import asyncio
+import time
 
+from rich.console import Group, RenderableType
+from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
@@ -22,8 +25,9 @@ from textual.widgets import Footer, Static
 from textual.worker import Worker, get_current_worker
 
 from netdash.sources import pyspy
-from netdash.sources.pyspy import StackDump, ThreadStack
+from netdash.sources.pyspy import StackDump, StackFrame, ThreadStack
 from netdash.textsafe import visible
+from netdash.ui.format import clock_time
 
 DUMP_TIMEOUT = 10.0
 
@@ -93,25 +97,33 @@ def thread_header(thread: ThreadStack) -> Text:
     return header
 
 
-def render_dump(dump: StackDump) -> Text:
-    """The whole dump as one Text: headers, then each frame ``function  (file:line)``."""
+def frame_text(frame: StackFrame) -> Text:
+    """``function  (file:line)``, innermost first as py-spy lists them."""
+    text = Text(visible(frame.name), style="bold")
+    text.append(f"  ({visible(frame.filename)}:{frame.line})", style="cyan")
+    return text
+
+
+def render_dump(dump: StackDump) -> RenderableType:
+    """Each thread's header, then its frames indented (a long path wraps under its frame)."""
     if dump.error is not None:
         return Text(dump.error, style="bold red")
     if not dump.threads:
         return Text("py-spy found no Python threads", style="italic")
-    text = Text()
+    parts: list[RenderableType] = []
     for number, thread in enumerate(dump.threads):
         if number:
-            text.append("\n")
-        text.append_text(thread_header(thread))
-        text.append("\n")
+            parts.append(Text())
+        parts.append(thread_header(thread))
+        frames = Table.grid()
+        frames.add_column(width=4)
+        frames.add_column()
         if not thread.frames:
-            text.append("    (no Python frames)\n", style="dim")
+            frames.add_row("", Text("(no Python frames)", style="dim"))
         for frame in thread.frames:
-            text.append("    ")
-            text.append(visible(frame.name), style="bold")
-            text.append(f"  ({visible(frame.filename)}:{frame.line})\n", style="cyan")
-    return text
+            frames.add_row("", frame_text(frame))
+        parts.append(frames)
+    return Group(*parts)
 
 
 class StackScreen(Screen[None]):
@@ -121,6 +133,11 @@ class StackScreen(Screen[None]):
     #stack-title {
         height: auto;
         padding: 0 1;
+    }
+    #stack-status {
+        height: 1;
+        padding: 0 1;
+        color: $text-muted;
     }
     #stack-body {
         height: 1fr;
@@ -143,6 +160,7 @@ class StackScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         title = Text(f"stack of {_who(self.pid, self.process_name)}", style="bold")
         yield Static(title, id="stack-title")
+        yield Static(id="stack-status")
         with VerticalScroll(id="stack-body"):
             yield Static(id="stack-text")
         yield Footer()
@@ -152,7 +170,7 @@ class StackScreen(Screen[None]):
         self.action_refresh_stack()
 
     def action_refresh_stack(self) -> None:
-        self.query_one("#stack-text", Static).update(Text("reading the stack…", style="dim"))
+        self.query_one("#stack-status", Static).update(Text("reading the stack…"))
         self._read_stack()
 
     @work(thread=True, exclusive=True, group="stack")
@@ -165,6 +183,12 @@ class StackScreen(Screen[None]):
         if not self.is_attached:  # closed while py-spy ran
             return
         self.dump = dump
+        threads = len(dump.threads)
+        status = f"read at {clock_time(time.time())}"
+        if dump.error is None:
+            status += f" · {threads} thread{'s' if threads != 1 else ''}"
+        status += " · r reads again"
+        self.query_one("#stack-status", Static).update(Text(status))
         self.query_one("#stack-text", Static).update(render_dump(dump))
 
     def action_back(self) -> None:
