@@ -115,13 +115,13 @@ class CgroupMount:
     hierarchy: str  # "v2", or the v1 controllers as /proc/PID/cgroup names them: "cpu,cpuacct"
     mount_point: str
     root: str = "/"
+    #: The v1 controllers bound to this hierarchy (empty for v2: see its cgroup.controllers).
+    controllers: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def controllers(self) -> frozenset[str]:
-        """The v1 controllers bound to this hierarchy (empty for v2: see cgroup.controllers)."""
-        if self.hierarchy == "v2":
-            return frozenset()
-        return frozenset(c for c in self.hierarchy.split(",") if not c.startswith("name="))
+    def __post_init__(self) -> None:
+        names = () if self.hierarchy == "v2" else self.hierarchy.split(",")
+        bound = frozenset(n for n in names if not n.startswith("name="))
+        object.__setattr__(self, "controllers", bound)  # frozen: set once, here
 
 
 def _unescape(field_text: str) -> str:
@@ -286,6 +286,7 @@ class CgroupReader:
         self.max_groups = max_groups
         self.truncated = False
         self._v2_controllers: frozenset[str] | None = None
+        self._v1_homes: dict[str, CgroupMount] | None = None
 
     @property
     def mounts(self) -> tuple[CgroupMount, ...]:
@@ -293,15 +294,21 @@ class CgroupReader:
             self._mounts = find_mounts(self.proc_root)
         return self._mounts
 
+    @property
+    def v1_homes(self) -> dict[str, CgroupMount]:
+        """Controller -> the v1 hierarchy it is bound to."""
+        if self._v1_homes is None:
+            self._v1_homes = {c: m for m in self.mounts for c in m.controllers}
+        return self._v1_homes
+
     def mount(self, hierarchy: str) -> CgroupMount:
         """The mount of ``hierarchy``: exactly as named, or the v1 one binding that controller
         (``cpuacct`` finds ``cpu,cpuacct``)."""
         for mount in self.mounts:
             if mount.hierarchy == hierarchy:
                 return mount
-        for mount in self.mounts:
-            if hierarchy in mount.controllers:
-                return mount
+        if hierarchy in self.v1_homes:
+            return self.v1_homes[hierarchy]
         raise SourceUnavailable(f"no cgroup hierarchy {hierarchy!r} is mounted here")
 
     # -------------------------------------------------------------------------- public API
@@ -431,8 +438,14 @@ class CgroupReader:
         self, group: _Group, metric: str, spec: _Spec, files: dict[str, str | OSError]
     ) -> int | None:
         """One counter of the group, or None with the reason recorded."""
-        if group.mount.hierarchy != "v2" and spec.controller not in group.mount.controllers:
+        v2 = group.mount.hierarchy == "v2"
+        if not v2 and spec.controller not in group.mount.controllers:
             group.lack(spec.name, self._elsewhere(spec.controller))
+            return None
+        if v2 and spec.key is None and spec.controller in self.v1_homes:
+            # A controller serves one hierarchy: bound to v1, its v2 files cannot exist (cpu.stat
+            # can: its usage lines are there without the cpu controller).
+            group.lack(spec.name, f"the {spec.controller} controller is bound to v1 here")
             return None
         if spec.name not in files:
             files[spec.name] = group.read(spec.name)
@@ -455,9 +468,9 @@ class CgroupReader:
 
     def _elsewhere(self, controller: str) -> str:
         """Why a v1 hierarchy has no files of ``controller``: where that controller is instead."""
-        for mount in self.mounts:
-            if controller in mount.controllers:
-                return f"the {controller} controller is in the v1 {mount.hierarchy!r} hierarchy"
+        if controller in self.v1_homes:
+            home = self.v1_homes[controller].hierarchy
+            return f"the {controller} controller is in the v1 {home!r} hierarchy"
         if controller in self._v2_enabled():
             return f"the {controller} controller is in the v2 hierarchy"
         return f"the {controller} controller is not mounted here"
@@ -479,7 +492,7 @@ class CgroupReader:
         """Why a group has no ``name``: bound elsewhere, the root, not enabled, or the error."""
         if not isinstance(err, FileNotFoundError):
             return f"cannot read it: {err.strerror}"
-        if group.mount.hierarchy == "v2" and any(controller in m.controllers for m in self.mounts):
+        if group.mount.hierarchy == "v2" and controller in self.v1_homes:
             return f"the {controller} controller is bound to v1 here"
         if group.path == group.mount.root:
             return "the root group has no such file"
@@ -494,7 +507,7 @@ class CgroupReader:
 
     def _why_absent_key(self, controller: str) -> str:
         """Why cpu.stat lacks a counter (v2 throttling needs the cpu controller itself)."""
-        if any(controller in m.controllers for m in self.mounts):
+        if controller in self.v1_homes:
             return f"the {controller} controller is bound to v1 here"
         return f"the {controller} controller is not enabled for this group"
 
