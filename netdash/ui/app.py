@@ -16,16 +16,25 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 
-from netdash.engine import ConnectionsTracker, Poller
+from netdash.engine import ConnectionsFrame, ConnectionsTracker, Poller
 from netdash.engine_links import LinkFrame, LinkTracker
-from netdash.model import HostInfo, LinkSample, SocketSample
+from netdash.engine_procs import CgroupTracker, ProcessesFrame, process_rates
+from netdash.model import CgroupInfo, HostInfo, LinkSample, ProcessSample, SocketSample
+from netdash.sources.processes import socket_counts
 from netdash.talkers import CgroupLookup, TalkersFrame, TalkersTracker
 from netdash.textsafe import visible
 from netdash.ui.gc_policy import GcPolicy
-from netdash.ui.messages import ConnectionsUpdated, LinksUpdated, SourceFailed, TalkersUpdated
+from netdash.ui.messages import (
+    ConnectionsUpdated,
+    LinksUpdated,
+    ProcessesUpdated,
+    SourceFailed,
+    TalkersUpdated,
+)
 from netdash.ui.panes.connection_rows import ConnectionsFeed, ConnectionsUpdate
 from netdash.ui.panes.connections import ConnectionsPane, socket_trail
 from netdash.ui.panes.interfaces import InterfacesPane
+from netdash.ui.panes.processes import ProcessesPane
 from netdash.ui.panes.routes import RoutesSource
 from netdash.ui.panes.talkers import TalkersView, connections_filter
 from netdash.ui.screens.help import HelpScreen
@@ -54,7 +63,19 @@ class LinksSampler(Protocol):
 TABS: tuple[tuple[str, str], ...] = (
     ("tab-connections", "Connections"),
     ("tab-interfaces", "Interfaces"),
+    ("tab-processes", "Processes"),
 )
+#: Cgroups are read every this many processes ticks (their counters move slowly; a host may
+#: have thousands of groups).
+CGROUP_EVERY = 2
+
+
+class ProcessesSampler(Protocol):
+    def sample(self, details: bool = True) -> ProcessSample: ...
+
+
+class CgroupsSampler(Protocol):
+    def read_all(self) -> tuple[CgroupInfo, ...]: ...
 
 
 class NetdashApp(App[int]):
@@ -69,6 +90,7 @@ class NetdashApp(App[int]):
         Binding("escape", "back", "Back", show=False),
         Binding("1", "show_tab(0)", "Connections", show=False),
         Binding("2", "show_tab(1)", "Interfaces", show=False),
+        Binding("3", "show_tab(2)", "Processes", show=False),
         # Priority: the screen's own Tab binding moves focus between widgets.
         Binding("tab", "next_tab(1)", "Next tab", show=False, priority=True),
         Binding("shift+tab", "next_tab(-1)", "Previous tab", show=False, priority=True),
@@ -84,6 +106,8 @@ class NetdashApp(App[int]):
         live: bool = True,
         links: LinksSampler | None = None,
         routes: RoutesSource | None = None,
+        processes: ProcessesSampler | None = None,
+        cgroups: CgroupsSampler | None = None,
     ) -> None:
         super().__init__()
         self.live = live  # False on a recording: never read this machine's /proc for its pids
@@ -117,6 +141,24 @@ class NetdashApp(App[int]):
             else None
         )
         self._held_links: LinkFrame | None = None  # the latest frame while paused
+        self.processes = processes
+        self.cgroups = cgroups
+        self.cgroup_tracker = CgroupTracker()
+        self._last_connections: ConnectionsFrame | None = None  # for the processes thread
+        self._last_talkers: TalkersFrame | None = None
+        self._processes_shown = False  # the processes are sampled only while their tab is shown
+        self._processes_ticks = 0
+        self.processes_poller: Poller[ProcessesUpdated | None] | None = (
+            Poller(
+                "processes",
+                self._sample_processes_in_thread,
+                self._publish_processes,
+                interval,
+                on_error=lambda err: self._report_source_error("processes", err),
+            )
+            if processes is not None
+            else None
+        )
         self._autostart = autostart
         self.gc_policy = GcPolicy()
 
@@ -127,6 +169,8 @@ class NetdashApp(App[int]):
                 yield ConnectionsPane(self.feed, self.host, id="connections")
             with TabPane(f"2 {TABS[1][1]}", id=TABS[1][0]):
                 yield InterfacesPane(self.routes, id="interfaces")
+            with TabPane(f"3 {TABS[2][1]}", id=TABS[2][0]):
+                yield ProcessesPane(id="processes")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -140,6 +184,8 @@ class NetdashApp(App[int]):
             self.poller.start()
             if self.links_poller is not None:
                 self.links_poller.start()
+            if self.processes_poller is not None:
+                self.processes_poller.start()
         if self.links is None:
             self.query_one(InterfacesPane).show_error("not sampled (no links source)")
 
@@ -151,6 +197,8 @@ class NetdashApp(App[int]):
             self.links.close()
         if self.routes is not None:
             self.routes.close()
+        if self.processes_poller is not None:
+            self.processes_poller.stop()
         self.gc_policy.stop()
 
     # -- the sampling thread -------------------------------------------------------------------
@@ -159,7 +207,9 @@ class NetdashApp(App[int]):
         """Sample, track and build rows: everything but painting, off the event loop."""
         self.feed.release()
         frame = self.tracker.update(self.sampler.sample())
-        self.post_message(TalkersUpdated(self.talkers.update(frame)))
+        talkers = self.talkers.update(frame)
+        self._last_connections, self._last_talkers = frame, talkers
+        self.post_message(TalkersUpdated(talkers))
         update = self.feed.consume(frame)
         if update is not None and update.full:
             self.gc_policy.loaded()
@@ -184,11 +234,36 @@ class NetdashApp(App[int]):
     def _publish_links(self, frame: LinkFrame) -> None:
         self.post_message(LinksUpdated(frame))
 
+    def _sample_processes_in_thread(self) -> ProcessesUpdated | None:
+        """Processes joined with the latest sockets and traffic, and every few ticks the
+        cgroups; nothing while the Processes tab is hidden (the CPU % then spans the gap)."""
+        if not self._processes_shown or self.processes is None:
+            return None
+        sample = self.processes.sample(details=True)
+        connections, talkers = self._last_connections, self._last_talkers
+        frame = ProcessesFrame(
+            sample,
+            socket_counts(connections.sample) if connections is not None else {},
+            process_rates(talkers),
+        )
+        cgroups = None
+        if self.cgroups is not None and self._processes_ticks % CGROUP_EVERY == 0:
+            groups = self.cgroups.read_all()
+            cgroups = self.cgroup_tracker.update(groups, sample.taken_at, frame)
+        self._processes_ticks += 1
+        return ProcessesUpdated(frame, cgroups)
+
+    def _publish_processes(self, update: ProcessesUpdated | None) -> None:
+        if update is not None:
+            self.post_message(update)
+
     def sample_now(self) -> None:
         """Run one tick of every source in the calling thread (tests, replay) and deliver it."""
         self.poller.run_once()
         if self.links_poller is not None:
             self.links_poller.run_once()
+        if self.processes_poller is not None:
+            self.processes_poller.run_once()
 
     # -- messages ------------------------------------------------------------------------------
 
@@ -232,6 +307,16 @@ class NetdashApp(App[int]):
             self.action_show_tab(0)
             self.query_one(ConnectionsPane).show_filtered(query)
 
+    @on(ProcessesUpdated)
+    def _apply_processes(self, message: ProcessesUpdated) -> None:
+        if not self.paused:
+            self.query_one(ProcessesPane).apply_frame(message.frame, message.cgroups)
+
+    @on(ProcessesPane.OpenProcess)
+    def _open_process_from_list(self, message: ProcessesPane.OpenProcess) -> None:
+        proc = message.proc
+        self.post_message(ConnectionsPane.OpenProcess(proc.pid, ("Processes",), proc.name))
+
     @on(LinksUpdated)
     def _apply_links(self, message: LinksUpdated) -> None:
         if self.paused:
@@ -243,6 +328,9 @@ class NetdashApp(App[int]):
     def _failed(self, message: SourceFailed) -> None:
         if message.source == "links":
             self.query_one(InterfacesPane).show_error(message.error)
+            return
+        if message.source == "processes":
+            self.query_one(ProcessesPane).show_error(message.error)
             return
         status = self.query_one(StatusLine)
         status.error = f"{message.source}: {message.error}"
@@ -319,6 +407,9 @@ class NetdashApp(App[int]):
             self._focus_tab(event.pane.id)
         if event.pane.id == "tab-interfaces":
             self.query_one(InterfacesPane).shown()
+        self._processes_shown = event.pane.id == "tab-processes"
+        if self._processes_shown and self.processes_poller is not None:
+            self.processes_poller.poke()
 
     def _focus_tab(self, tab_id: str) -> None:
         pane = self.query_one(f"#{tab_id}", TabPane)
@@ -338,8 +429,10 @@ class NetdashApp(App[int]):
 
 def build_live_app(args: argparse.Namespace) -> NetdashApp:
     from netdash.cli import netns_target, open_sampler
+    from netdash.sources.cgroups import CgroupReader
     from netdash.sources.host import read_host_info
     from netdash.sources.links import LinkReader
+    from netdash.sources.processes import ProcessReader
     from netdash.sources.routes import RouteReader
 
     target = netns_target(args)
@@ -350,6 +443,8 @@ def build_live_app(args: argparse.Namespace) -> NetdashApp:
         args.interval,
         links=LinkReader(netns=target),
         routes=RouteReader(netns=target),
+        processes=ProcessReader(),
+        cgroups=CgroupReader(),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from netdash.engine_links import LinkFrame
+from netdash.engine_procs import CgroupRow, ProcessesFrame
 from netdash.model import ProcessInfo
 from netdash.talkers import TalkersFrame
 from netdash.ui.panes.connection_rows import ConnectionsUpdate
@@ -32,6 +33,15 @@ class TalkersUpdated(Message):
     def __init__(self, frame: TalkersFrame) -> None:
         super().__init__()
         self.frame = frame
+
+
+class ProcessesUpdated(Message):
+    """A sample of the processes joined with sockets and traffic, and the cgroups if read."""
+
+    def __init__(self, frame: ProcessesFrame, cgroups: list[CgroupRow] | None) -> None:
+        super().__init__()
+        self.frame = frame
+        self.cgroups = cgroups
 
 
 class SourceFailed(Message):
