@@ -22,6 +22,7 @@ import pytest
 
 from netdash.model import CgroupInfo
 from netdash.sources.cgroups import (
+    MAX_DEPTH,
     CgroupGone,
     CgroupMount,
     CgroupReader,
@@ -272,6 +273,17 @@ def test_read_all_stops_at_its_budget(v2_tree: Path) -> None:
     rows = reader.read_all()  # "/" and "/system.slice" read; the slice's services are not
     assert [r.path for r in rows] == ["/"]  # the slice has no process of its own, no limit
     assert reader.truncated
+
+
+def test_read_all_does_not_follow_a_tree_deeper_than_max_depth(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*["d"] * (MAX_DEPTH + 5))
+    write(deep, cgroup_procs="1\n")
+    write(tmp_path.joinpath(*["d"] * MAX_DEPTH), cgroup_procs="2\n")
+    reader = CgroupReader(mounts=[CgroupMount("pids", str(tmp_path))])
+    rows = reader.read_all()
+    assert reader.truncated
+    assert len(rows) == MAX_DEPTH + 1  # "/" and every "d" down to MAX_DEPTH deep
+    assert rows[-1].path == "/d" * MAX_DEPTH and rows[-1].procs == 1
 
 
 def test_v2_group_without_the_controllers_enabled_says_so(v2_tree: Path) -> None:

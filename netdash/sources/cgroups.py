@@ -44,6 +44,10 @@ from netdash.sources.process import ProcessGone
 #: walks v2 and the v1 hierarchies that bind one of these.
 COUNTED_CONTROLLERS = frozenset({"memory", "cpu", "cpuacct", "pids"})
 
+#: How deep :meth:`CgroupReader.read_all` descends (systemd trees are under 10 deep; a delegated
+#: user could nest thousands, which a recursive walk must not follow).
+MAX_DEPTH = 64
+
 #: v1 memory "unlimited": PAGE_COUNTER_MAX pages in bytes, i.e. LONG_MAX rounded down to a page
 #: (9223372036854771712 with 4 KiB pages). Anything from LONG_MAX rounded down to 64 KiB (the
 #: largest page size Linux uses) up is unlimited: no real limit sits within 64 KiB of 8 EiB.
@@ -373,8 +377,8 @@ class CgroupReader:
         self, mount: CgroupMount, directory: bytes, path: str, budget: list[int]
     ) -> tuple[list[CgroupInfo], bool]:
         """The kept rows of a subtree, and whether it holds a process."""
-        if budget[0] <= 0:
-            self.truncated = True
+        if budget[0] <= 0 or path.count("/") > MAX_DEPTH:
+            self.truncated = True  # out of budget, or deeper than any real hierarchy goes
             return [], False
         budget[0] -= 1
         try:
