@@ -117,3 +117,65 @@ async def test_all_processes_show_a_zombie_and_cgroups_are_ranked():
     finally:
         parent.kill()
         parent.wait()
+
+
+@needs_root
+async def test_drill_down_connections_process_stack_and_back_to_the_same_row():
+    """Connections › :8080 › java[pid] › stack, and Esc twice back to the same socket row."""
+    from netdash.ui.panes.connections import ConnectionsPane
+    from netdash.ui.screens.stack import ConfirmStackDump, StackScreen
+
+    async with lab_app() as (app, pilot, lab):
+        await pilot.press("1")
+        pane = app.query_one(ConnectionsPane)
+        java = lab.pids["java"][0]
+        row = next(r for r in pane.view if r.sock.state == "LISTEN" and r.sock.local_port == 8080)
+        pane.table.move_cursor_to_key(row.key)
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ProcessScreen) and app.screen.pid == java
+        await pilot.press("k")
+        for _ in range(40):  # the Python check runs in a thread
+            await pilot.pause(0.05)
+            if isinstance(app.screen, ConfirmStackDump):
+                break
+        assert isinstance(app.screen, ConfirmStackDump)  # the lab's roles are Python
+        await pilot.press("y")
+        text = ""
+        for _ in range(100):
+            await pilot.pause(0.1)
+            text = "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+            if "Thread" in text:
+                break
+        assert isinstance(app.screen, StackScreen)
+        assert f"Connections › :8080 › java[{java}] › stack" in text
+        assert "Thread" in text and ".py:" in text  # frames with file:line
+        await pilot.press("escape", "escape")
+        await pilot.pause()
+        assert app.screen is app.screen_stack[0]
+        assert pane.table.cursor_row is not None and pane.table.cursor_row.key == row.key
+
+
+@needs_root
+async def test_the_process_screen_shows_cgroups_and_says_how_to_read_the_journal():
+    from netdash.ui.screens.cgroup import CgroupScreen
+
+    async with lab_app() as (app, pilot, lab):
+        pane = app.query_one(ProcessesPane)
+        nginx = min(lab.pids["nginx"])
+        pane.table.move_cursor_to_key(next(r.key for r in pane.view if r.data.pid == nginx))
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press("u")
+        text = ""
+        for _ in range(40):
+            await pilot.pause(0.05)
+            text = "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+            if "processes" in text:
+                break
+        assert isinstance(app.screen, CgroupScreen)
+        assert f"nginx[{nginx}] › cgroups" in text and "memory" in text
+        await pilot.press("escape", "j")
+        await pilot.pause()
+        assert any("journalctl -f" in n.message for n in app._notifications)

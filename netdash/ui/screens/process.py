@@ -32,6 +32,8 @@ from netdash.ui.panes.connection_rows import (
     ConnectionsUpdate,
     ConnRow,
 )
+from netdash.ui.screens.cgroup import CgroupScreen
+from netdash.ui.screens.stack import offer_stack_dump
 from netdash.ui.tableview import TableView
 from netdash.ui.widgets.breadcrumb import Breadcrumb, process_step
 from netdash.ui.widgets.virtual_table import VirtualTable
@@ -100,6 +102,10 @@ class ProcessScreen(Screen[None]):
         Binding("escape", "back", "Back"),
         Binding("s", "next_sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse", show=False),
+        Binding("u", "cgroups", "Unit/cgroups"),
+        Binding("j", "journal", "Journal"),
+        Binding("f", "firewall", "Firewall"),
+        Binding("k", "stack", "Stack (py-spy)"),
         Binding("q", "app.quit", "Quit"),
     ]
 
@@ -216,6 +222,52 @@ class ProcessScreen(Screen[None]):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    # -- the drill-down hub --------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A recording's pid is another machine's: nothing live can be asked about it.
+        if action in ("cgroups", "stack"):
+            return self.live
+        return True
+
+    def action_cgroups(self) -> None:
+        self.app.push_screen(CgroupScreen(self.pid, self.trail))
+
+    def action_stack(self) -> None:
+        offer_stack_dump(self.app, self.pid, self.process_name or "", self.trail)
+
+    def action_journal(self) -> None:
+        """The Journal tab is not part of netdash yet: say so, and what to run meanwhile."""
+        unit = self._unit()
+        command = f"journalctl -f -u {unit}" if unit else f"journalctl -f _PID={self.pid}"
+        self.notify(
+            f"netdash has no Journal tab yet; meanwhile: {command}",
+            title="journal",
+            timeout=8,
+            markup=False,
+        )
+
+    def action_firewall(self) -> None:
+        """The Firewall tab is not part of netdash yet: say so, and what to run meanwhile."""
+        ports = sorted({row.sock.local_port for row in self.view if row.sock.local_port})
+        pattern = "|".join(f"dport {port}|--dport {port}" for port in ports[:5]) or "dport"
+        self.notify(
+            f"netdash has no Firewall tab yet; meanwhile: nft -a list ruleset | grep -E "
+            f"'{pattern}'  (or iptables-save -c)",
+            title="firewall rules for its ports",
+            timeout=8,
+            markup=False,
+        )
+
+    def _unit(self) -> str | None:
+        cgroup = self.info.cgroup if self.info is not None else None
+        if not cgroup:
+            return None
+        from netdash.sources.cgroups import cgroup_names
+
+        names = cgroup_names(cgroup.split(":", 2)[-1])
+        return names.unit
 
     def action_next_sort(self) -> None:
         self.query_one(VirtualTable).cycle_sort()

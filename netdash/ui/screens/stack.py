@@ -28,6 +28,7 @@ from netdash.sources import pyspy
 from netdash.sources.pyspy import StackDump, StackFrame, ThreadStack
 from netdash.textsafe import visible
 from netdash.ui.format import clock_time
+from netdash.ui.widgets.breadcrumb import Breadcrumb
 
 DUMP_TIMEOUT = 10.0
 
@@ -150,14 +151,24 @@ class StackScreen(Screen[None]):
         Binding("r", "refresh_stack", "Refresh"),
     ]
 
-    def __init__(self, pid: int, name: str, *, timeout: float = DUMP_TIMEOUT) -> None:
+    def __init__(
+        self,
+        pid: int,
+        name: str,
+        *,
+        timeout: float = DUMP_TIMEOUT,
+        trail: tuple[str, ...] = (),
+    ) -> None:
         super().__init__()
         self.pid = pid
         self.process_name = name
+        self.trail = (*trail, "stack") if trail else ()
         self.timeout = timeout
         self.dump: StackDump | None = None
 
     def compose(self) -> ComposeResult:
+        if self.trail:
+            yield Breadcrumb(self.trail)
         title = Text(f"stack of {_who(self.pid, self.process_name)}", style="bold")
         yield Static(title, id="stack-title")
         yield Static(id="stack-status")
@@ -195,7 +206,9 @@ class StackScreen(Screen[None]):
         self.dismiss(None)
 
 
-def offer_stack_dump(app: App[object], pid: int, name: str) -> Worker[None]:
+def offer_stack_dump(
+    app: App[object], pid: int, name: str, trail: tuple[str, ...] = ()
+) -> Worker[None]:
     """Check in a thread that ``pid`` is Python, confirm, then open :class:`StackScreen`.
 
     Not Python, gone or unreadable: a notification says so and nothing else happens. The
@@ -210,7 +223,7 @@ def offer_stack_dump(app: App[object], pid: int, name: str) -> Worker[None]:
 
         def answered(yes: bool | None) -> None:
             if yes:
-                app.push_screen(StackScreen(pid, name))
+                app.push_screen(StackScreen(pid, name, trail=trail))
 
         app.push_screen(ConfirmStackDump(pid, name), answered)
 
