@@ -138,6 +138,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure rates over N seconds (default 1); counters are those at the end",
     )
     add_netns_options(interfaces, sub=True)
+    processes = dump_what.add_parser(
+        "processes", help="every process, zombies included, with its sockets and cgroup"
+    )
+    processes.add_argument(
+        "--json", action="store_true", required=True, help="JSON output (the only format for now)"
+    )
+    processes.add_argument(
+        "--seconds",
+        type=window_seconds,
+        default=1.0,
+        metavar="N",
+        help="CPU %% over N seconds (default 1)",
+    )
+    add_netns_options(processes, sub=True)
+    cgroups = dump_what.add_parser("cgroups", help="every populated or limited cgroup")
+    cgroups.add_argument(
+        "--json", action="store_true", required=True, help="JSON output (the only format for now)"
+    )
 
     record = commands.add_parser("record", help="record samples to a file for --replay")
     record.add_argument("output", type=Path, help="file to write")
@@ -319,6 +337,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_dump_routes(args)
         if args.command == "dump" and args.what == "interfaces":
             return run_dump_interfaces(args)
+        if args.command == "dump" and args.what == "processes":
+            from netdash.dump_procs import run_dump_processes
+
+            return run_dump_processes(args, netns_target(args))
+        if args.command == "dump" and args.what == "cgroups":
+            from netdash.dump_procs import run_dump_cgroups
+
+            return run_dump_cgroups(args)
         if args.command == "dump":
             return run_dump(args)
         if args.command == "record":
