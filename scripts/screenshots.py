@@ -320,9 +320,50 @@ def live_app(stack: ExitStack) -> NetdashApp:
 
     netns = stack.enter_context(temporary_netns("shot"))
     stack.enter_context(KnownSocketsLab(netns, loadgen_pairs=25))
+    from netdash.sources.cgroups import CgroupReader
+    from netdash.sources.processes import ProcessReader
+
     sampler = ConnectionsSampler(SocketReader(netns=resolve_netns(netns)), OwnerMap())
     host = read_recording(RECORDING).host  # the Process screen shows no host; keep the example's
-    return NetdashApp(sampler, host, autostart=False)
+    return NetdashApp(
+        sampler, host, autostart=False, processes=ProcessReader(), cgroups=CgroupReader()
+    )
+
+
+async def live_processes(app: NetdashApp, pilot: Pilot) -> None:
+    """The Processes tab on the lab: its socket owners, two samples a second apart (CPU %)."""
+    if isinstance(app.screen, HelpScreen):
+        await pilot.press("escape")
+    await pilot.press("3")
+    app.sample_now()
+    await pilot.pause(1.0)
+    app.sample_now()
+    await pilot.pause()
+
+
+async def live_stack(app: NetdashApp, pilot: Pilot) -> None:
+    """Connections › :8080 › java › stack: the lab's java is a Python process."""
+    from netdash.ui.screens.stack import ConfirmStackDump
+
+    app.sample_now()
+    await pilot.pause()
+    pane = app.query_one(ConnectionsPane)
+    await cursor_to(pilot, pane, lambda e: e.sock.local_port == 8080 and e.sock.state == "LISTEN")
+    await pilot.press("enter", "k")
+    for _ in range(50):
+        await pilot.pause(0.05)
+        if isinstance(app.screen, ConfirmStackDump):
+            break
+    await pilot.press("y")
+    for _ in range(100):
+        await pilot.pause(0.1)
+        if "Thread" in "\n".join(s.text for s in app.screen._compositor.render_strips()):
+            break
+    await pilot.pause()
+
+
+#: Pictures of live processes: taken on a fresh lab when root, else left out (with a note).
+LIVE_SHOTS = {"processes": live_processes, "stack": live_stack}
 
 
 async def take_process(output: Path) -> tuple[Path, str | None]:
@@ -363,14 +404,23 @@ async def render_all(output: Path, only: set[str]) -> tuple[list[Path], list[str
     output.mkdir(parents=True, exist_ok=True)
     with recorded_pids_not_looked_up():
         svgs = [await take(shot.app(), shot, output) for shot in SHOTS if shot.name in only]
+    notes: list[str] = []
+    for name, drive in LIVE_SHOTS.items():
+        if name not in only:
+            continue
+        if os.geteuid() != 0:
+            notes.append(f"{name}: needs root (a live lab); left as it was")
+            continue
+        with ExitStack() as stack:
+            svgs.append(await take(live_app(stack), Shot(name, drive), output))
     if PROCESS not in only:
-        return svgs, []
+        return svgs, notes
     process, note = await take_process(output)
-    return [*svgs, process], [note] if note else []
+    return [*svgs, process], [*notes, note] if note else notes
 
 
 def main(argv: list[str] | None = None) -> int:
-    names = [shot.name for shot in SHOTS] + [PROCESS]
+    names = [shot.name for shot in SHOTS] + [PROCESS, *LIVE_SHOTS]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument("--no-png", action="store_true", help="SVGs only")
