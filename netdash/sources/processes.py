@@ -3,30 +3,35 @@ cmd`` shows, plus open fds, fd limits, network namespace and cgroups.
 
 Why a focused /proc reader and not psutil: the issue measured, at 2,000 processes, ``ps`` 54 ms,
 ``psutil.process_iter`` 147 ms and a reader like this one 64 ms. psutil builds a Process object per
-pid and reads its files through layers made for one process at a time; here one read of
-``/proc/PID/stat`` gives ppid, state, threads, CPU ticks, start time and RSS, and the only other
-files read for a process are ``status`` (its effective uid: the owner of ``/proc/PID`` is root for
-a non-dumpable process such as an nginx worker, so ``st_uid`` of the directory would lie; and
-its exact RSS, see :func:`parse_status`) and
-``cmdline``. psutil is not used at all, which also keeps zombies: its ``cmdline()`` raises
-``ZombieProcess``, a subclass of ``NoSuchProcess``, so "skip what vanished" loses them.
+pid and reads its files through layers made for one process at a time. Here one read of
+``/proc/PID/stat`` gives ppid, state, threads, CPU ticks and start time; the other files read
+are ``status`` (the effective uid: the owner of ``/proc/PID`` is root for a non-dumpable process
+such as an nginx worker, so ``st_uid`` of the directory would lie; and the exact RSS, see
+:func:`parse_status`) and ``cmdline``. psutil is not used at all, which also keeps zombies: its
+``cmdline()`` raises ``ZombieProcess``, a subclass of ``NoSuchProcess``, so code that skips what
+vanished loses them.
 
 Incremental: the raw bytes of every ``/proc/PID/stat`` are kept, and a process whose bytes did not
 change since the last sample keeps its previous :class:`~netdash.model.Proc` record, the same
-object (its CPU ticks, RSS and state are all in those bytes). Only new processes and those whose
-stat moved have ``status`` and ``cmdline`` re-read. So the steady-state tick costs one listing of
-/proc and one small read per process.
+object. Those bytes hold its CPU time, state, page faults and memory sizes, so running, exec()
+or touching memory moves them; a sleeper's stay still. Only new processes and those whose stat
+moved have ``status`` and ``cmdline`` re-read: the steady-state tick costs one listing of /proc
+and one small read per process. (A change that needs none of that, such as a setuid() in under
+a clock tick of CPU, shows when the stat next moves.)
 
 Details (``sample(details=True)``): open fds (``st_size`` of ``/proc/PID/fd`` counts them on
-Linux >= 6.2, ``proc_fd_getattr`` in fs/proc/fd.c, and needs no permission on the process;
-older kernels list the directory), the "Max open files" line of ``/proc/PID/limits``, the inode
-of ``/proc/PID/ns/net`` and ``/proc/PID/cgroup``. They are read for a new process or one whose stat
-changed, and otherwise at least every ``details_interval`` seconds, spread over that interval
-rather than all at once (a process can open files without its CPU ticks moving).
+Linux >= 6.2, ``proc_fd_getattr`` in fs/proc/fd.c, even for another user's process; older
+kernels list the directory), the "Max open files" line of ``/proc/PID/limits``, the inode of
+``/proc/PID/ns/net`` and ``/proc/PID/cgroup``. They are read for a new process or one whose stat
+changed, and otherwise every ``details_interval`` seconds, spread over that interval rather than
+all at once (a process can open files, or be moved to another cgroup, while asleep). With
+``details=False`` they are not read, and a record keeps the values last read, if any.
 
-A process that vanishes while it is read is skipped silently; a field that permissions hide is
-None and named in ``Proc.denied``. Not thread-safe: call :meth:`ProcessReader.sample` from one
-worker thread.
+Keyed by (pid, start ticks): a pid reused by a process started in a later clock tick is a new
+process (CPU % None, everything read); one reused within the same 10 ms tick cannot be told
+apart, as in ps and psutil. A process that vanishes while it is read is skipped silently; a
+field that permissions hide is None and named (by its ``Proc`` attribute) in ``Proc.denied``.
+Not thread-safe: call :meth:`ProcessReader.sample` from one worker thread.
 """
 
 from __future__ import annotations
@@ -237,6 +242,7 @@ class ProcessReader:
         self._cgroups: dict[bytes, tuple[str | None, Mapping[str, str]]] = {}
         self._fd_size_counts = _fd_size_counts(self._root)
         self._stats = ProcessStats()
+        self._staggered = False  # details were read once and their refreshes spread out
 
     @property
     def stats(self) -> ProcessStats:
@@ -251,7 +257,6 @@ class ProcessReader:
         old, entries = self._entries, {}
         counts = {"kept": 0, "reread": 0, "details_read": 0, "vanished": 0}
         procs = []
-        first_details = details and not any(e.details_due != _NEVER for e in old.values())
         pids = sorted(_list_pids(self._root))
         for pid in pids:
             try:
@@ -261,8 +266,9 @@ class ProcessReader:
                 continue
             entries[pid] = entry
             procs.append(entry.proc)
-        if first_details and entries:
+        if details and not self._staggered and entries:
             self._stagger(entries, now)
+            self._staggered = True
         self._entries, self._last = entries, now
         self._stats = ProcessStats(len(pids), seconds=time.perf_counter() - started, **counts)
         return ProcessSample(tuple(procs), taken_at=now, wall_time=time.time())
