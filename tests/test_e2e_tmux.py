@@ -209,6 +209,16 @@ def test_start_filter_drill_down_back_and_quit(lab, terminal, tmp_path):
         assert re.search(r"command\s+nginx", process)
         owned = table_rows(process)
         assert owned and all(f" {pid} nginx" in row or "nginx +2" in row for row in owned)
+        assert f"Connections › :80 › nginx[{pid}]" in process  # the breadcrumb
+
+        # The lab's roles are Python: k offers a py-spy stack, after saying what it will do.
+        term.keys("k")
+        term.wait_for(lambda s: "ptrace" in s, "the py-spy confirmation")
+        term.keys("y")
+        stack = term.wait_for(lambda s: "Thread" in s and ".py:" in s, "the stack")
+        assert f"nginx[{pid}] › stack" in stack
+        term.keys("Escape")
+        term.wait_for(lambda s: "sockets owned by" in s, "the Process screen again")
 
         term.keys("Escape")
         back = term.wait_for(
