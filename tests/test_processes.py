@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -83,7 +84,8 @@ class Children:
 
     def sleeper(self, seconds: int = 60) -> int:
         pid, _ = self.start(["sleep", str(seconds)])
-        wait_for(lambda: comm_of(pid) == "sleep")
+        # Until exec() has set up argv: comm changes a moment before the new cmdline is there.
+        wait_for(lambda: cmdline_of(pid) == f"sleep\0{seconds}\0")
         return pid
 
     def close(self) -> None:
@@ -117,9 +119,9 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def comm_of(pid: int) -> str | None:
+def cmdline_of(pid: int) -> str | None:
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
+        return Path(f"/proc/{pid}/cmdline").read_text()
     except OSError:
         return None
 
@@ -375,7 +377,7 @@ from netdash.sources.processes import ProcessReader
 
 def spawn(seconds):
     pid = os.posix_spawnp("sleep", ["sleep", seconds], os.environ)
-    while open(f"/proc/{pid}/comm").read().strip() != "sleep":
+    while open(f"/proc/{pid}/cmdline").read() != f"sleep\0{seconds}\0":  # exec() done
         time.sleep(0.01)
     return pid
 
@@ -453,9 +455,17 @@ def test_unchanged_processes_keep_their_records_and_changed_ones_do_not(children
     assert all(third[pid].num_fds is not None for pid in sleepers)
 
 
+def as_ps_prints(name: str) -> str:
+    """ps prints each control character of a name as "?" (other tests on this machine run
+    processes with such names on purpose); an undecodable byte, which we show as \\xNN, too."""
+    name = re.sub(r"\\x[0-9a-f]{2}", "?", name)
+    return "".join(char if char.isprintable() else "?" for char in name)
+
+
 def _ps_rows() -> dict[int, tuple[str, ...]]:
     out = subprocess.run(
         ["ps", "-eo", "pid=,ppid=,user=,stat=,rss=,nlwp=,comm="],
+        env={**os.environ, "LC_ALL": "C.UTF-8"},  # UTF-8 names as they are, not as "?"
         capture_output=True,
         text=True,
         check=True,
@@ -483,7 +493,7 @@ def test_a_full_sample_agrees_with_ps(children: Children) -> None:
         proc = sample.get(pid)
         if proc is None:
             continue
-        ours: tuple[object, ...] = (proc.ppid, proc.name)
+        ours: tuple[object, ...] = (proc.ppid, as_ps_prints(proc.name))
         theirs: tuple[object, ...] = (int(ppid), comm.removesuffix(" <defunct>"))
         if pid in mine:  # sleeping for sure: what moves in a busy process cannot move here
             ours += (proc.state, proc.rss // 1024, proc.threads)
