@@ -98,8 +98,14 @@ async def test_tab_and_number_keys_switch_tabs_and_focus_follows():
         tabs = app.query_one("#tabs")
         await pilot.press("tab")
         await pilot.pause()
-        assert tabs.active == "tab-connections" and app.focused.id == "sockets"
+        assert tabs.active == "tab-processes" and app.focused.id == "procs"
         await pilot.press("tab")
+        await pilot.pause()
+        assert tabs.active == "tab-connections" and app.focused.id == "sockets"
+        await pilot.press("shift+tab")
+        await pilot.pause()
+        assert tabs.active == "tab-processes"
+        await pilot.press("2")
         await pilot.pause()
         assert tabs.active == "tab-interfaces" and app.focused.id == "links"
         await pilot.press("1")
