@@ -34,6 +34,7 @@ from netdash.ui.messages import (
 from netdash.ui.panes.connection_rows import ConnectionsFeed, ConnectionsUpdate
 from netdash.ui.panes.connections import ConnectionsPane, socket_trail
 from netdash.ui.panes.interfaces import InterfacesPane
+from netdash.ui.panes.process_rows import frame_rows
 from netdash.ui.panes.processes import ProcessesPane
 from netdash.ui.panes.routes import RoutesSource
 from netdash.ui.panes.talkers import TalkersView, connections_filter
@@ -147,6 +148,7 @@ class NetdashApp(App[int]):
         self._last_connections: ConnectionsFrame | None = None  # for the processes thread
         self._last_talkers: TalkersFrame | None = None
         self._processes_shown = False  # the processes are sampled only while their tab is shown
+        self._processes_pane: ProcessesPane | None = None  # read by the processes thread
         self._processes_ticks = 0
         self.processes_poller: Poller[ProcessesUpdated | None] | None = (
             Poller(
@@ -177,6 +179,7 @@ class NetdashApp(App[int]):
         # The tab strip is driven by the number keys and Tab; focus stays in the panes, whose
         # keys the footer shows.
         self.query_one(Tabs).can_focus = False
+        self._processes_pane = self.query_one(ProcessesPane)
         self._focus_tab(TABS[0][0])
         self.sampler.unix = False
         self.gc_policy.start()
@@ -251,7 +254,11 @@ class NetdashApp(App[int]):
             groups = self.cgroups.read_all()
             cgroups = self.cgroup_tracker.update(groups, sample.taken_at, frame)
         self._processes_ticks += 1
-        return ProcessesUpdated(frame, cgroups)
+        shape = self._processes_pane.shape if self._processes_pane is not None else None
+        rows = None
+        if shape is not None:
+            rows = frame_rows(frame, everyone=shape[0], tree=shape[1])
+        return ProcessesUpdated(frame, cgroups, rows, shape)
 
     def _publish_processes(self, update: ProcessesUpdated | None) -> None:
         if update is not None:
@@ -310,7 +317,8 @@ class NetdashApp(App[int]):
     @on(ProcessesUpdated)
     def _apply_processes(self, message: ProcessesUpdated) -> None:
         if not self.paused:
-            self.query_one(ProcessesPane).apply_frame(message.frame, message.cgroups)
+            pane = self.query_one(ProcessesPane)
+            pane.apply_frame(message.frame, message.cgroups, message.rows, message.shape)
 
     @on(ProcessesPane.OpenProcess)
     def _open_process_from_list(self, message: ProcessesPane.OpenProcess) -> None:

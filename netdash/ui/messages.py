@@ -9,6 +9,7 @@ from netdash.engine_procs import CgroupRow, ProcessesFrame
 from netdash.model import ProcessInfo
 from netdash.talkers import TalkersFrame
 from netdash.ui.panes.connection_rows import ConnectionsUpdate
+from netdash.ui.tableview import Row
 
 
 class ConnectionsUpdated(Message):
@@ -38,10 +39,18 @@ class TalkersUpdated(Message):
 class ProcessesUpdated(Message):
     """A sample of the processes joined with sockets and traffic, and the cgroups if read."""
 
-    def __init__(self, frame: ProcessesFrame, cgroups: list[CgroupRow] | None) -> None:
+    def __init__(
+        self,
+        frame: ProcessesFrame,
+        cgroups: list[CgroupRow] | None,
+        rows: list[Row] | None = None,
+        shape: tuple[bool, bool] | None = None,
+    ) -> None:
         super().__init__()
         self.frame = frame
         self.cgroups = cgroups
+        self.rows = rows  # built in the sampling thread for the pane's ``shape`` then
+        self.shape = shape
 
 
 class SourceFailed(Message):

@@ -31,7 +31,7 @@ from netdash.ui.panes.process_rows import (
     fd_share,
     frame_rows,
 )
-from netdash.ui.tableview import RowFilter, TableView
+from netdash.ui.tableview import Row, RowFilter, TableView
 from netdash.ui.widgets.virtual_table import VirtualTable
 
 
@@ -122,9 +122,25 @@ class ProcessesPane(Vertical):
 
     # -- data ----------------------------------------------------------------------------------
 
-    def apply_frame(self, frame: ProcessesFrame, cgroups: list[CgroupRow] | None = None) -> None:
+    @property
+    def shape(self) -> tuple[bool, bool]:
+        """What the rows depend on besides the frame: (all processes, tree). The sampling
+        thread reads it to build the rows there, off the UI thread (2,000 rows: ~40 ms)."""
+        return (self.everyone, self.tree_mode)
+
+    def apply_frame(
+        self,
+        frame: ProcessesFrame,
+        cgroups: list[CgroupRow] | None = None,
+        rows: list[Row] | None = None,
+        shape: tuple[bool, bool] | None = None,
+    ) -> None:
+        """Show a frame; ``rows`` built elsewhere for ``shape`` are used if the shape still
+        holds (a toggle pressed meanwhile rebuilds them here)."""
         self.frame, self.error = frame, None
-        self.view.replace_all(frame_rows(frame, everyone=self.everyone, tree=self.tree_mode))
+        if rows is None or shape != self.shape:
+            rows = frame_rows(frame, everyone=self.everyone, tree=self.tree_mode)
+        self.view.replace_all(rows)
         self.table.refresh_rows()
         if cgroups is not None:
             self.cgroups = cgroups
