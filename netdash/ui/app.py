@@ -191,6 +191,8 @@ class NetdashApp(App[int]):
                 self.processes_poller.start()
         if self.links is None:
             self.query_one(InterfacesPane).show_error("not sampled (no links source)")
+        if self.processes is None:
+            self.query_one(ProcessesPane).show_error("processes are read live only, not replayed")
 
     def on_unmount(self) -> None:
         self.poller.stop()
