@@ -513,3 +513,36 @@ class CgroupInfo:
     pids_current: int | None = None
     pids_limit: int | None = None
     missing: tuple[str, ...] = ()
+
+
+# -------------------------------------------------------------------------------- journal
+
+#: syslog priorities (RFC 5424), as journalctl names them: 0 emerg … 7 debug.
+PRIORITY_NAMES: tuple[str, ...] = (
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One journal (or syslog) entry; every text is raw data from the system, escaped only
+    when rendered. Fields the entry lacks are None."""
+
+    realtime_usec: int  # __REALTIME_TIMESTAMP: microseconds since the epoch
+    message: str  # MESSAGE, invalid UTF-8 decoded with replacement characters
+    priority: int | None = None  # PRIORITY, 0-7
+    unit: str | None = None  # _SYSTEMD_UNIT (or _SYSTEMD_USER_UNIT)
+    identifier: str | None = None  # SYSLOG_IDENTIFIER
+    pid: int | None = None  # _PID
+    comm: str | None = None  # _COMM
+    hostname: str | None = None  # _HOSTNAME
+    boot_id: str | None = None  # _BOOT_ID
+    cursor: str | None = None  # __CURSOR: where to resume after a restart
+
+    @property
+    def time(self) -> float:
+        return self.realtime_usec / 1e6
+
+    @property
+    def priority_name(self) -> str | None:
+        return PRIORITY_NAMES[self.priority] if self.priority is not None else None
