@@ -19,13 +19,21 @@ from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 from netdash.engine import ConnectionsFrame, ConnectionsTracker, Poller
 from netdash.engine_links import LinkFrame, LinkTracker
 from netdash.engine_procs import CgroupTracker, ProcessesFrame, process_rates
-from netdash.model import CgroupInfo, HostInfo, LinkSample, ProcessSample, SocketSample
+from netdash.model import (
+    CgroupInfo,
+    HostInfo,
+    JournalEntry,
+    LinkSample,
+    ProcessSample,
+    SocketSample,
+)
 from netdash.sources.processes import socket_counts
 from netdash.talkers import CgroupLookup, TalkersFrame, TalkersTracker
 from netdash.textsafe import visible
 from netdash.ui.gc_policy import GcPolicy
 from netdash.ui.messages import (
     ConnectionsUpdated,
+    JournalAppended,
     LinksUpdated,
     ProcessesUpdated,
     SourceFailed,
@@ -34,11 +42,14 @@ from netdash.ui.messages import (
 from netdash.ui.panes.connection_rows import ConnectionsFeed, ConnectionsUpdate
 from netdash.ui.panes.connections import ConnectionsPane, socket_trail
 from netdash.ui.panes.interfaces import InterfacesPane
+from netdash.ui.panes.journal import JournalPane
+from netdash.ui.panes.journal_rows import JournalFilter
 from netdash.ui.panes.process_rows import frame_rows
 from netdash.ui.panes.processes import ProcessesPane
 from netdash.ui.panes.routes import RoutesSource
 from netdash.ui.panes.talkers import TalkersView, connections_filter
 from netdash.ui.screens.help import HelpScreen
+from netdash.ui.screens.journal_entry import JournalEntryScreen
 from netdash.ui.screens.owner_chooser import OwnerChooser
 from netdash.ui.screens.process import ProcessScreen
 from netdash.ui.screens.socket_detail import SocketDetailScreen
@@ -65,7 +76,11 @@ TABS: tuple[tuple[str, str], ...] = (
     ("tab-connections", "Connections"),
     ("tab-interfaces", "Interfaces"),
     ("tab-processes", "Processes"),
+    ("tab-journal", "Journal"),
 )
+#: Seconds the journal thread waits for entries before handing over what it has (a burst of
+#: 10,000 entries a second arrives as batches of ~2,500, one repaint each).
+JOURNAL_WAIT = 0.25
 #: Cgroups are read every this many processes ticks (their counters move slowly; a host may
 #: have thousands of groups).
 CGROUP_EVERY = 2
@@ -77,6 +92,21 @@ class ProcessesSampler(Protocol):
 
 class CgroupsSampler(Protocol):
     def read_all(self) -> tuple[CgroupInfo, ...]: ...
+
+
+class JournalFollowerLike(Protocol):
+    @property
+    def status(self) -> str: ...
+
+    def start(self) -> None: ...
+
+    def read_batch(self, timeout: float) -> list[JournalEntry]: ...
+
+    def stop(self) -> None: ...
+
+
+#: Opens a follower for a filter's journalctl terms (the live app's: netdash.ui.journal_source).
+JournalOpener = Callable[[JournalFilter], JournalFollowerLike]
 
 
 class NetdashApp(App[int]):
@@ -92,6 +122,7 @@ class NetdashApp(App[int]):
         Binding("1", "show_tab(0)", "Connections", show=False),
         Binding("2", "show_tab(1)", "Interfaces", show=False),
         Binding("3", "show_tab(2)", "Processes", show=False),
+        Binding("4", "show_tab(3)", "Journal", show=False),
         # Priority: the screen's own Tab binding moves focus between widgets.
         Binding("tab", "next_tab(1)", "Next tab", show=False, priority=True),
         Binding("shift+tab", "next_tab(-1)", "Previous tab", show=False, priority=True),
@@ -109,6 +140,7 @@ class NetdashApp(App[int]):
         routes: RoutesSource | None = None,
         processes: ProcessesSampler | None = None,
         cgroups: CgroupsSampler | None = None,
+        journal: JournalOpener | None = None,
     ) -> None:
         super().__init__()
         self.live = live  # False on a recording: never read this machine's /proc for its pids
@@ -149,6 +181,9 @@ class NetdashApp(App[int]):
         self._last_talkers: TalkersFrame | None = None
         self._processes_shown = False  # the processes are sampled only while their tab is shown
         self._processes_pane: ProcessesPane | None = None  # read by the processes thread
+        self.open_journal = journal
+        self.journal: JournalFollowerLike | None = None  # started when the tab is first shown
+        self.journal_poller: Poller[JournalAppended | None] | None = None
         self._processes_ticks = 0
         self.processes_poller: Poller[ProcessesUpdated | None] | None = (
             Poller(
@@ -173,6 +208,8 @@ class NetdashApp(App[int]):
                 yield InterfacesPane(self.routes, id="interfaces")
             with TabPane(f"3 {TABS[2][1]}", id=TABS[2][0]):
                 yield ProcessesPane(id="processes")
+            with TabPane(f"4 {TABS[3][1]}", id=TABS[3][0]):
+                yield JournalPane(id="journal-pane")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -204,6 +241,7 @@ class NetdashApp(App[int]):
             self.routes.close()
         if self.processes_poller is not None:
             self.processes_poller.stop()
+        self._stop_journal()
         self.gc_policy.stop()
 
     # -- the sampling thread -------------------------------------------------------------------
@@ -261,6 +299,72 @@ class NetdashApp(App[int]):
         if shape is not None:
             rows = frame_rows(frame, everyone=shape[0], tree=shape[1])
         return ProcessesUpdated(frame, cgroups, rows, shape)
+
+    # -- the journal: a follower subprocess, read in batches by its own thread -----------------
+
+    def start_journal(self, journal_filter: JournalFilter) -> None:
+        """(Re)start following with ``journal_filter``'s journalctl terms."""
+        pane = self.query_one(JournalPane)
+        self._stop_journal()
+        if self.open_journal is None:
+            pane.show_error("no journal source here (a replay)")
+            return
+        try:
+            follower = self.open_journal(journal_filter)
+            follower.start()
+        except Exception as err:  # no journalctl, no syslog file: said in the pane
+            pane.show_error(str(err) or type(err).__name__)
+            return
+        self.journal = follower
+        pane.restart(follower.status)
+        self.journal_poller = Poller(
+            "journal",
+            lambda: self._read_journal(follower),
+            self._publish_journal,
+            0.05,  # the read itself waits up to JOURNAL_WAIT for entries
+            on_error=lambda err: self._report_source_error("journal", err),
+        )
+        self.journal_poller.start()
+
+    def _read_journal(self, follower: JournalFollowerLike) -> JournalAppended | None:
+        entries = follower.read_batch(JOURNAL_WAIT)
+        if follower is not self.journal:
+            return None  # replaced while we waited: its entries belong to the old filter
+        return JournalAppended(entries, follower.status)
+
+    def _publish_journal(self, update: JournalAppended | None) -> None:
+        if update is not None:
+            self.post_message(update)
+
+    def _stop_journal(self) -> None:
+        poller, follower = self.journal_poller, self.journal
+        self.journal_poller, self.journal = None, None
+        if follower is not None:
+            follower.stop()
+        if poller is not None:
+            poller.stop(timeout=0.5)
+
+    @on(JournalAppended)
+    def _journal_appended(self, message: JournalAppended) -> None:
+        if self.paused:
+            return  # the follower keeps its place; entries of a paused view are not shown
+        self.query_one(JournalPane).append(message.entries, message.status)
+
+    @on(JournalPane.FilterChanged)
+    def _journal_filter_changed(self, message: JournalPane.FilterChanged) -> None:
+        self.start_journal(message.filter)
+
+    @on(JournalPane.ShowEntry)
+    def _journal_entry(self, message: JournalPane.ShowEntry) -> None:
+        self.push_screen(JournalEntryScreen(message.entry))
+
+    def show_journal_for(self, text: str) -> None:
+        """The Process screen's journal key: back to the main screen, the Journal tab
+        filtered to ``text`` (``unit:nginx.service`` or ``pid:1234``)."""
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.action_show_tab(3)
+        self.query_one(JournalPane).set_filter_text(text)
 
     def _publish_processes(self, update: ProcessesUpdated | None) -> None:
         if update is not None:
@@ -342,6 +446,9 @@ class NetdashApp(App[int]):
         if message.source == "processes":
             self.query_one(ProcessesPane).show_error(message.error)
             return
+        if message.source == "journal":
+            self.query_one(JournalPane).show_error(message.error)
+            return
         status = self.query_one(StatusLine)
         status.error = f"{message.source}: {message.error}"
         status.redraw()
@@ -418,6 +525,8 @@ class NetdashApp(App[int]):
         if event.pane.id == "tab-interfaces":
             self.query_one(InterfacesPane).shown()
         self._processes_shown = event.pane.id == "tab-processes"
+        if event.pane.id == "tab-journal" and self.journal is None and self._autostart:
+            self.start_journal(self.query_one(JournalPane).filter)
         if self._processes_shown and self.processes_poller is not None:
             self.processes_poller.poke()
 

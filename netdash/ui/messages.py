@@ -6,7 +6,7 @@ from textual.message import Message
 
 from netdash.engine_links import LinkFrame
 from netdash.engine_procs import CgroupRow, ProcessesFrame
-from netdash.model import ProcessInfo
+from netdash.model import JournalEntry, ProcessInfo
 from netdash.talkers import TalkersFrame
 from netdash.ui.panes.connection_rows import ConnectionsUpdate
 from netdash.ui.tableview import Row
@@ -51,6 +51,15 @@ class ProcessesUpdated(Message):
         self.cgroups = cgroups
         self.rows = rows  # built in the sampling thread for the pane's ``shape`` then
         self.shape = shape
+
+
+class JournalAppended(Message):
+    """A batch of journal entries (possibly empty) and the follower's status in words."""
+
+    def __init__(self, entries: list[JournalEntry], status: str) -> None:
+        super().__init__()
+        self.entries = entries
+        self.status = status
 
 
 class SourceFailed(Message):

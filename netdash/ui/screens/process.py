@@ -238,15 +238,12 @@ class ProcessScreen(Screen[None]):
         offer_stack_dump(self.app, self.pid, self.process_name or "", self.trail)
 
     def action_journal(self) -> None:
-        """The Journal tab is not part of netdash yet: say so, and what to run meanwhile."""
+        """The Journal tab filtered to its unit, or to its pid when it runs in no unit."""
         unit = self._unit()
-        command = f"journalctl -f -u {unit}" if unit else f"journalctl -f _PID={self.pid}"
-        self.notify(
-            f"netdash has no Journal tab yet; meanwhile: {command}",
-            title="journal",
-            timeout=8,
-            markup=False,
-        )
+        show = getattr(self.app, "show_journal_for", None)
+        if show is None:
+            return
+        show(f"unit:{unit}" if unit else f"pid:{self.pid}")
 
     def action_firewall(self) -> None:
         """The Firewall tab is not part of netdash yet: say so, and what to run meanwhile."""

@@ -26,6 +26,7 @@ visible here too (``netdash.textsafe.visible``), in case a producer forgot.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Hashable, Iterable, Sequence
 from functools import lru_cache
@@ -73,6 +74,27 @@ def cell_style(name: str) -> Style:
         return Style.parse(name)
     except StyleSyntaxError:
         return Style()
+
+
+#: Matches of a filter inside a cell (a row's ``highlight``): the journal's text filter.
+HIGHLIGHT = Style(color="black", bgcolor="yellow", bold=True)
+
+
+def highlighted(text: str, pattern: re.Pattern[str], style: Style, marked: Style) -> list[Segment]:
+    """``text`` (already fitted to its cell) as segments, the pattern's matches in ``marked``."""
+    segments: list[Segment] = []
+    at = 0
+    for match in pattern.finditer(text):
+        start, end = match.span()
+        if end == start:
+            continue
+        if start > at:
+            segments.append(Segment(text[at:start], style))
+        segments.append(Segment(text[start:end], marked))
+        at = end
+    if at < len(text):
+        segments.append(Segment(text[at:], style))
+    return segments
 
 
 class VirtualTable(ScrollView, can_focus=True):
@@ -440,6 +462,7 @@ class VirtualTable(ScrollView, can_focus=True):
             line_style = line_style + cursor
         cells = row.cells
         styles = row.styles
+        highlight = getattr(row, "highlight", None)  # (cell index, compiled pattern) or None
         segments: list[Segment] = []
         plain: list[str] = []
         for n, (index, cell_width) in enumerate(self._current_layout()):
@@ -449,15 +472,19 @@ class VirtualTable(ScrollView, can_focus=True):
                 cells[index] if index < len(cells) else "", cell_width, self._align(index)
             )
             name = styles[index] if styles is not None and index < len(styles) else None
-            if name is None:
+            marked = highlight is not None and highlight[0] == index
+            if name is None and not marked:
                 plain.append(text)
                 continue
             if plain:
                 segments.append(Segment("".join(plain), line_style))
                 plain = []
-            own = cell_style(name)
+            own = cell_style(name) if name is not None else Style()
             style = (base + own + cursor) if is_cursor else (line_style + own)
-            segments.append(Segment(text, style))
+            if marked:
+                segments.extend(highlighted(text, highlight[1], style, style + HIGHLIGHT))
+            else:
+                segments.append(Segment(text, style))
         if plain:
             segments.append(Segment("".join(plain), line_style))
         return Strip(segments).adjust_cell_length(width, line_style)
