@@ -13,7 +13,7 @@ from textual.widgets import Static
 KEYS: tuple[tuple[str, str], ...] = (
     ("q, Ctrl+C", "quit"),
     ("?", "this help"),
-    ("1 / 2, Tab", "Connections / Interfaces tab; Tab and Shift+Tab cycle the tabs"),
+    ("1 2 3 4, Tab", "Connections, Interfaces, Processes, Journal; Tab and Shift+Tab cycle"),
     ("", ""),
     ("Connections", ""),
     ("/", "filter (Enter applies, Esc restores)"),
@@ -34,6 +34,14 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("t", "top talkers, TCP only (h: remote host / host:port / local port); Enter: sockets"),
     ("w", "bandwidth per process, TCP only; Enter: the process"),
     ("r", "routes, rules, neighbours; g: route to an address"),
+    ("", ""),
+    ("Processes", ""),
+    ("a / t / c", "all processes / tree / cgroups; Enter: the Process screen"),
+    ("u / k / j", "(Process screen) cgroups / py-spy stack, asked first / its journal"),
+    ("", ""),
+    ("Journal", ""),
+    ("/ (journal)", 'unit:X prio:err since:"10 min ago" pid:N id:TAG, text or re:REGEX'),
+    ("End, f", "follow again after scrolling up; Enter: the whole entry"),
 )
 
 FILTER_HELP = (
