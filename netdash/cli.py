@@ -87,6 +87,64 @@ def add_source_options(parser: argparse.ArgumentParser, *, sub: bool = False) ->
     )
 
 
+def add_journal_options(parser: argparse.ArgumentParser, *, sub: bool = False) -> None:
+    """Where the journal pane and ``dump journal`` read: one journal source at most (like
+    journalctl's -D/--file/--namespace), or a syslog file instead of the journal."""
+    default = argparse.SUPPRESS if sub else None
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--journal-dir",
+        metavar="DIR",
+        default=default,
+        help="read the journal files in DIR (journalctl -D), e.g. a copy for a post-mortem",
+    )
+    group.add_argument(
+        "--journal-file",
+        metavar="FILE",
+        default=default,
+        help="read this journal file (journalctl --file)",
+    )
+    group.add_argument(
+        "--journal-namespace",
+        metavar="NAME",
+        default=default,
+        help="read the journal namespace NAME (journalctl --namespace)",
+    )
+    parser.add_argument(
+        "--syslog-file",
+        metavar="PATH",
+        default=default,
+        help="tail this syslog file instead of the journal (without a journal, netdash tails "
+        "/var/log/syslog or /var/log/messages by itself)",
+    )
+
+
+def add_journal_dump_parser(dump_what) -> None:  # dump_what: argparse's _SubParsersAction
+    from netdash.dump_journal import priority_level
+
+    journal = dump_what.add_parser("journal", help="the last N matching journal entries")
+    journal.add_argument(
+        "--json", action="store_true", required=True, help="JSON output (the only format for now)"
+    )
+    journal.add_argument("--unit", "-u", action="append", metavar="UNIT", help="(repeatable)")
+    journal.add_argument(
+        "--priority",
+        "-p",
+        type=priority_level,
+        metavar="P",
+        help="this priority and above: emerg alert crit err warning notice info debug or 0-7",
+    )
+    journal.add_argument("--since", "-S", metavar="WHEN", help='journalctl syntax: "1 hour ago"')
+    journal.add_argument(
+        "--lines", "-n", type=positive_int, default=100, metavar="N", help="default 100"
+    )
+    journal.add_argument("--pid", type=positive_int, action="append", help="(repeatable)")
+    journal.add_argument(
+        "--identifier", "-t", action="append", metavar="ID", help="syslog identifier"
+    )
+    add_journal_options(journal, sub=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netdash",
@@ -108,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_netns_options(parser)
     add_source_options(parser)
+    add_journal_options(parser)
     commands = parser.add_subparsers(dest="command")
 
     dump = commands.add_parser("dump", help="print one sample and exit")
@@ -156,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     cgroups.add_argument(
         "--json", action="store_true", required=True, help="JSON output (the only format for now)"
     )
+    add_journal_dump_parser(dump_what)
 
     record = commands.add_parser("record", help="record samples to a file for --replay")
     record.add_argument("output", type=Path, help="file to write")
@@ -341,6 +401,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from netdash.dump_procs import run_dump_processes
 
             return run_dump_processes(args, netns_target(args))
+        if args.command == "dump" and args.what == "journal":
+            from netdash.dump_journal import run_dump_journal
+
+            return run_dump_journal(args)
         if args.command == "dump" and args.what == "cgroups":
             from netdash.dump_procs import run_dump_cgroups
 

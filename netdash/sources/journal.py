@@ -496,7 +496,7 @@ def _journal_missing(query: JournalQuery, root: Path) -> str | None:
         return None
     if _has_journal_files(d for log in logs for d in log.glob("*") if "." not in d.name):
         return None
-    return "no journald running and no journal files"
+    return "no journald running, no journal files"
 
 
 def choose_source(
