@@ -113,14 +113,19 @@ def parse_syslog_line(line: str, default_usec: int, now: float | None = None) ->
 
 
 def _strip_structured_data(rest: str) -> str:
-    """RFC 5424 STRUCTURED-DATA is ``-`` or ``[id k="v"]...`` (``\\]`` escaped inside)."""
+    """RFC 5424 STRUCTURED-DATA is ``-`` or ``[id k="v"]...``; a ``]`` inside a quoted value
+    ends nothing (writers should escape it as ``\\]``, not all do)."""
     if rest.startswith("- ") or rest == "-":
         return rest[2:]
     index = 0
     while index < len(rest) and rest[index] == "[":
-        index += 1
-        while index < len(rest) and rest[index] != "]":
-            index += 2 if rest[index] == "\\" else 1
+        index, quoted = index + 1, False
+        while index < len(rest) and (quoted or rest[index] != "]"):
+            if rest[index] == "\\":
+                index += 1
+            elif rest[index] == '"':
+                quoted = not quoted
+            index += 1
         index += 1
     return rest[index:].removeprefix(" ")
 
