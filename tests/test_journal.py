@@ -556,3 +556,26 @@ def test_open_follower_and_dump_on_the_namespace(journald):
     assert len(rows) == len(
         journalctl_json("--namespace", journald.name, "-t", "nd-dump", "-p", "warning")
     )
+
+
+def test_without_permission_the_status_says_so(journald, tmp_path):
+    """journalctl run as nobody cannot open the namespace's files (root, mode 0640)."""
+    as_nobody = tmp_path / "journalctl-as-nobody"
+    as_nobody.write_text(
+        '#!/bin/sh\nexec setpriv --reuid 65534 --regid 65534 --clear-groups journalctl "$@"\n'
+    )
+    as_nobody.chmod(0o755)
+    journald.send("secret", SYSLOG_IDENTIFIER="nd-perm")
+    follower = JournalFollower(JournalQuery(namespace=journald.name), journalctl=str(as_nobody))
+    follower.start()
+    try:
+        deadline = time.monotonic() + 5
+        while "restarting" not in follower.status and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert follower.status == (
+            "restarting journalctl in 0.5 s: it exited with 1: "
+            "No journal files were opened due to insufficient permissions."
+        )
+        assert follower.read_batch(0.1) == []
+    finally:
+        follower.stop()
