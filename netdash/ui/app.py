@@ -14,6 +14,7 @@ from typing import Protocol
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 
 from netdash.engine import ConnectionsFrame, ConnectionsTracker, Poller
@@ -348,7 +349,11 @@ class NetdashApp(App[int]):
     def _journal_appended(self, message: JournalAppended) -> None:
         if self.paused:
             return  # the follower keeps its place; entries of a paused view are not shown
-        self.query_one(JournalPane).append(message.entries, message.status)
+        try:
+            pane = self.query_one(JournalPane)
+            pane.append(message.entries, message.status)
+        except NoMatches:  # a batch that arrived while the app was closing
+            pass
 
     @on(JournalPane.FilterChanged)
     def _journal_filter_changed(self, message: JournalPane.FilterChanged) -> None:
@@ -564,7 +569,33 @@ def build_live_app(args: argparse.Namespace) -> NetdashApp:
         routes=RouteReader(netns=target),
         processes=ProcessReader(),
         cgroups=CgroupReader(),
+        journal=journal_opener(args),
     )
+
+
+def journal_opener(args: argparse.Namespace) -> JournalOpener:
+    """Followers for the journal the command line names (system, ``--journal-dir``,
+    ``--journal-file``, ``--journal-namespace``, or ``--syslog-file``), with a filter's
+    journalctl terms."""
+    import dataclasses
+
+    from netdash.dump_journal import query_from_args
+    from netdash.sources.journal import open_follower
+
+    base = query_from_args(args, lines=1000)
+
+    def open_journal(journal_filter: JournalFilter) -> JournalFollowerLike:
+        query = dataclasses.replace(
+            base,
+            units=journal_filter.units,
+            priority=journal_filter.priority,
+            since=journal_filter.since,
+            pids=journal_filter.pids,
+            identifiers=journal_filter.identifiers,
+        )
+        return open_follower(query, syslog_file=getattr(args, "syslog_file", None))
+
+    return open_journal
 
 
 def build_replay_app(path: Path, interval: float = 1.0, *, autostart: bool = True) -> NetdashApp:

@@ -79,6 +79,9 @@ class JournalPane(Vertical):
         self.received = 0  # every entry handed to the pane since the last restart
         self._next_key = 0
         self._today = start_of_today()
+        #: (newest entry's time, counts per priority) of each batch still in the count window:
+        #: the summary sums a few batches instead of walking 50,000 entries per batch.
+        self._batches: deque[tuple[int, list[int]]] = deque()
 
     def compose(self) -> ComposeResult:
         yield Static("", id="journal-summary")
@@ -111,6 +114,8 @@ class JournalPane(Vertical):
                 rows.append(JournalRow(self._next_key, entry, self._today, pattern))
                 self._next_key += 1
             self.rows.extend(rows)
+            newest = max(entry.realtime_usec for entry in entries)
+            self._batches.append((newest, priority_counts(entries, 0)))
             dropped = []
             while len(self.rows) > self.buffer:
                 dropped.append(self.rows.popleft().key)
@@ -123,6 +128,7 @@ class JournalPane(Vertical):
     def restart(self, source: str) -> None:
         """The follower restarted with a new query: start from what it sends now."""
         self.rows.clear()
+        self._batches.clear()
         self.view.replace_all(())
         self.received = 0
         self.source, self.error = source, None
@@ -146,7 +152,10 @@ class JournalPane(Vertical):
         text.append(" · following" if self.following else " · paused (End follows)")
         text.append(f" · {len(self.view):,} shown", style="dim")
         since = int((time.time() - COUNT_WINDOW) * 1e6)
-        counts = priority_counts((row.entry for row in reversed(self.rows)), since)
+        batches = self._batches
+        while batches and batches[0][0] < since:
+            batches.popleft()
+        counts = [sum(column) for column in zip(*(c for _, c in batches), strict=True)] or [0] * 9
         parts = [(name, counts[i]) for i, name in enumerate(PRIORITY_NAMES) if counts[i]]
         if parts:
             text.append(f" · last {COUNT_WINDOW // 60} min:", style="dim")

@@ -50,14 +50,13 @@ PRIORITY_STYLES: tuple[str | None, ...] = (
 
 def parse_priority(text: str) -> int:
     """``err``, ``3``, ``warning`` … as journalctl's ``-p`` takes them."""
-    lowered = text.lower()
-    aliases = {"error": "err", "warn": "warning", "emergency": "emerg", "critical": "crit"}
-    lowered = aliases.get(lowered, lowered)
-    if lowered.isdigit() and 0 <= int(lowered) <= 7:
-        return int(lowered)
-    if lowered in PRIORITY_NAMES:
-        return PRIORITY_NAMES.index(lowered)
-    raise QueryError(f"prio:{text}: a priority is 0-7 or one of {', '.join(PRIORITY_NAMES)}")
+    from netdash.sources.journal import parse_priority as journal_priority
+
+    try:
+        return journal_priority(text)
+    except ValueError:
+        names = ", ".join(PRIORITY_NAMES)
+        raise QueryError(f"prio:{text}: a priority is 0-7 or one of {names}") from None
 
 
 @dataclass(frozen=True)
@@ -79,8 +78,11 @@ class JournalFilter:
 
 
 def compile_journal_filter(text: str) -> JournalFilter:
+    lexer = shlex.shlex(text, posix=True)
+    lexer.whitespace_split = True
+    lexer.escape = ""  # a backslash belongs to the regular expression, not to the quoting
     try:
-        words = shlex.split(text)
+        words = list(lexer)
     except ValueError as err:
         raise QueryError(f"unbalanced quote: {err}") from err
     units: list[str] = []
@@ -185,12 +187,10 @@ def matches(row: JournalRow, pattern: re.Pattern[str] | None) -> bool:
     return pattern is None or pattern.search(row.entry.message) is not None
 
 
-def priority_counts(newest_first: Iterable[JournalEntry], since_usec: int) -> list[int]:
-    """Entries per priority (index 0-7, and 8 for none) at or after ``since_usec``, walking
-    back from the newest until the first older one."""
+def priority_counts(entries: Iterable[JournalEntry], since_usec: int = 0) -> list[int]:
+    """Entries per priority (index 0-7, and 8 for none) at or after ``since_usec``."""
     counts = [0] * 9
-    for entry in newest_first:
-        if entry.realtime_usec < since_usec:
-            break
-        counts[entry.priority if entry.priority is not None else 8] += 1
+    for entry in entries:
+        if entry.realtime_usec >= since_usec:
+            counts[entry.priority if entry.priority is not None else 8] += 1
     return counts
