@@ -244,6 +244,47 @@ async def open_nginx_worker(app: NetdashApp, pilot: Pilot, pane: ConnectionsPane
     await pilot.pause()
 
 
+def journal_app() -> NetdashApp:
+    """The app following a journal file made from the test fixtures (systemd-journal-remote),
+    as `netdash --journal-file F` would; the sockets from the connections recording."""
+    import argparse
+    import tempfile
+
+    from journallab import make_journal
+    from test_journal import FIXTURES, hostile_export
+
+    from netdash.ui.app import build_replay_app, journal_opener
+
+    folder = Path(tempfile.gettempdir()) / "netdash-journal"  # a fixed path: the picture shows it
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    exported = (FIXTURES / "services.export").read_bytes()
+    journal = make_journal(folder / "fixture.journal", exported, hostile_export())
+    app = build_replay_app(RECORDING, autostart=False)
+    args = argparse.Namespace(
+        journal_file=str(journal), journal_dir=None, journal_namespace=None, syslog_file=None
+    )
+    app.open_journal = journal_opener(args)
+    return app
+
+
+async def journal_view(app: NetdashApp, pilot: Pilot) -> None:
+    from netdash.ui.panes.journal import JournalPane
+
+    if isinstance(app.screen, HelpScreen):
+        await pilot.press("escape")
+    app.sample_now()  # the header's sockets, from the recording
+    await pilot.press("4")
+    pane = app.query_one(JournalPane)
+    app.start_journal(pane.filter)
+    for _ in range(100):
+        await pilot.pause(0.05)
+        if len(pane.view) >= 29:
+            break
+    pane.set_filter_text("re:reset|reload|fail")  # text terms: highlighted in the messages
+    await pilot.pause()
+
+
 @dataclass(frozen=True)
 class Shot:
     name: str
@@ -264,6 +305,7 @@ SHOTS = (
     Shot("talkers", talkers, app=interfaces_app),
     Shot("processes-bandwidth", processes, app=interfaces_app),
     Shot("routes", routes, app=interfaces_app),
+    Shot("journal", journal_view, app=journal_app),
 )
 
 

@@ -161,3 +161,55 @@ for chunk in range(0, total, 1000):
     if ahead > 0:
         time.sleep(ahead)
 """
+
+
+async def test_an_entry_of_a_running_process_opens_its_process_screen():
+    import os
+
+    from netdash.model import JournalEntry
+    from netdash.ui.screens.process import ProcessScreen
+
+    app = build_replay_app(RECORDING, autostart=False)
+    now = int(time.time() * 1e6)
+    mine = JournalEntry(now, "from the test itself", priority=6, pid=os.getpid(), comm="pytest")
+    gone = JournalEntry(now, "from a process long gone", priority=6, pid=4_000_000)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("escape")
+        app.push_screen(JournalEntryScreen(gone))
+        await wait_until(pilot, lambda: app.screen.alive is not None)
+        assert app.screen.alive is False and "no longer running" in screen_text(app)
+        await pilot.press("enter")  # nothing to open: it says so and stays
+        assert isinstance(app.screen, JournalEntryScreen)
+        await pilot.press("escape")
+        app.push_screen(JournalEntryScreen(mine))
+        await wait_until(pilot, lambda: app.screen.alive is not None)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ProcessScreen))
+        assert app.screen.pid == os.getpid()
+        assert f"Journal › pytest[{os.getpid()}]" in screen_text(app)
+
+
+async def test_the_process_screen_opens_the_journal_of_its_unit():
+    """Processes here run in no systemd unit: the unit comes from a recorded cgroup path."""
+    from netdash.model import ProcessInfo
+    from netdash.ui.messages import ProcessSampled
+    from netdash.ui.panes.connections import ConnectionsPane
+    from netdash.ui.screens.process import ProcessScreen
+
+    app = build_replay_app(RECORDING, autostart=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("escape")
+        app.post_message(ConnectionsPane.OpenProcess(4242, ("Connections", ":80"), "nginx"))
+        await wait_until(pilot, lambda: isinstance(app.screen, ProcessScreen))
+        info = ProcessInfo(
+            pid=4242, ppid=1, comm="nginx", user="www-data", uid=33, state="S",
+            start_time=None, cmdline=("nginx",), exe=None, cwd=None, threads=1, fds=8,
+            fd_soft_limit=1024, fd_hard_limit=4096, cpu_percent=0.0, rss=1 << 20,
+            cgroup="0::/system.slice/nginx.service",
+        )  # fmt: skip
+        app.screen.post_message(ProcessSampled(info))
+        await pilot.pause()
+        await pilot.press("j")
+        await pilot.pause()
+        assert app.query_one("#tabs").active == "tab-journal"
+        assert app.query_one(JournalPane).filter.units == ("nginx.service",)
