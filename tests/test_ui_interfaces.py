@@ -101,8 +101,11 @@ async def test_tab_and_number_keys_switch_tabs_and_focus_follows():
         assert tabs.active == "tab-processes" and app.focused.id == "procs"
         await pilot.press("tab")
         await pilot.pause()
+        assert tabs.active == "tab-journal" and app.focused.id == "journal"
+        await pilot.press("tab")
+        await pilot.pause()
         assert tabs.active == "tab-connections" and app.focused.id == "sockets"
-        await pilot.press("shift+tab")
+        await pilot.press("shift+tab", "shift+tab")
         await pilot.pause()
         assert tabs.active == "tab-processes"
         await pilot.press("2")

@@ -90,6 +90,14 @@ def source_args(query: JournalQuery) -> list[str]:
     return []
 
 
+#: The fields an entry is made of (journalctl adds the cursor and the timestamps itself):
+#: a live entry carries 20-30 fields, and leaving the rest out halves the JSON to parse.
+OUTPUT_FIELDS = ",".join((
+    "MESSAGE", "PRIORITY", "_SYSTEMD_UNIT", "_SYSTEMD_USER_UNIT", "SYSLOG_IDENTIFIER", "_PID",
+    "_COMM", "_HOSTNAME", "_BOOT_ID",
+))  # fmt: skip
+
+
 def journalctl_args(
     query: JournalQuery,
     follow: bool,
@@ -105,7 +113,8 @@ def journalctl_args(
     ``query.since``, else ``now``) — never from the tail, which loses the first matching entry
     on systemd 252 (see the module docstring).
     """
-    args = ["-o", "json", "--all", "--no-pager", *source_args(query)]
+    args = ["-o", "json", "--all", "--no-pager", f"--output-fields={OUTPUT_FIELDS}"]
+    args += source_args(query)
     if follow:
         args.append("--follow")
         if after_cursor is not None:

@@ -151,6 +151,8 @@ class JournalPane(Vertical):
             text.append(f" · {visible(self.error)}", style="bold red")
         text.append(" · following" if self.following else " · paused (End follows)")
         text.append(f" · {len(self.view):,} shown", style="dim")
+        if self.received > len(self.rows):  # the buffer let the oldest go: say how many came
+            text.append(f" of {self.received:,} received (kept: the last {self.buffer:,})")
         since = int((time.time() - COUNT_WINDOW) * 1e6)
         batches = self._batches
         while batches and batches[0][0] < since:
