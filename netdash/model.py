@@ -546,3 +546,85 @@ class JournalEntry:
     @property
     def priority_name(self) -> str | None:
         return PRIORITY_NAMES[self.priority] if self.priority is not None else None
+
+
+# ------------------------------------------------------------------------------- firewall
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallRule:
+    """One nftables or iptables rule with its counters (None where the rule counts nothing).
+
+    ``text`` is the rule as ``nft -a list ruleset`` or ``iptables-save`` prints it, without
+    its counter; ``ports`` the port ranges it matches on (dport/sport, sets resolved), so a
+    "what touches port N" filter need not parse text.
+    """
+
+    backend: str  # "nft" | "iptables-nft" | "iptables-legacy"
+    family: str  # "ip" | "ip6" | "inet" | "arp" | "bridge" | "netdev"
+    table: str
+    chain: str
+    text: str
+    handle: int | None = None  # nft
+    position: int | None = None  # iptables, 1-based within its chain
+    comment: str | None = None
+    verdict: str | None = None  # "accept", "drop", "reject", "jump X", "return", ...
+    packets: int | None = None
+    bytes: int | None = None
+    ports: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """Stable identity: nft rules by handle; iptables rules by position and text (an edit
+        is a new rule, so its counters never make a rate with the old one's)."""
+        where = (self.backend, self.family, self.table, self.chain)
+        return (
+            (*where, self.handle) if self.handle is not None else (*where, self.position, self.text)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallChain:
+    backend: str
+    family: str
+    table: str
+    name: str
+    hook: str | None = None  # base chains only
+    priority: int | str | None = None
+    type: str | None = None  # "filter", "nat", "route"
+    policy: str | None = None  # "accept" | "drop" for base chains
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallSet:
+    family: str
+    table: str
+    name: str
+    type: str  # "inet_service", "ipv4_addr", ... (a map: "key : value")
+    elements: int
+
+
+@dataclass(frozen=True)
+class FirewallSample:
+    """The rules of one moment; ``errors`` says in words what could not be read and why."""
+
+    rules: tuple[FirewallRule, ...] = ()
+    chains: tuple[FirewallChain, ...] = ()
+    sets: tuple[FirewallSet, ...] = ()
+    errors: tuple[str, ...] = ()
+    taken_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ConntrackSample:
+    """The connection tracking table in numbers (no per-flow records: only counts)."""
+
+    count: int
+    max: int | None
+    by_state: Mapping[str, int] = field(default_factory=dict)  # TCP states, and UDP etc. by status
+    by_proto: Mapping[str, int] = field(default_factory=dict)
+    top_sources: tuple[tuple[str, int], ...] = ()
+    top_destinations: tuple[tuple[str, int], ...] = ()
+    stats: Mapping[str, int] = field(default_factory=dict)  # per-CPU counters, summed
+    errors: tuple[str, ...] = ()
+    taken_at: float = 0.0
