@@ -216,6 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", required=True, help="JSON output (the only format for now)"
     )
     add_journal_dump_parser(dump_what)
+    conntrack = dump_what.add_parser(
+        "conntrack", help="the conntrack table: count, limit, states, top addresses, stat rates"
+    )
+    conntrack.add_argument(
+        "--json", action="store_true", required=True, help="JSON output (the only format for now)"
+    )
+    conntrack.add_argument(
+        "--seconds",
+        type=window_seconds,
+        default=1.0,
+        metavar="N",
+        help="rates over N s (default 1)",
+    )
+    add_netns_options(conntrack, sub=True)
 
     record = commands.add_parser("record", help="record samples to a file for --replay")
     record.add_argument("output", type=Path, help="file to write")
@@ -405,6 +419,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from netdash.dump_journal import run_dump_journal
 
             return run_dump_journal(args)
+        if args.command == "dump" and args.what == "conntrack":
+            from netdash.dump_conntrack import run_dump_conntrack
+
+            return run_dump_conntrack(args, netns_target(args))
         if args.command == "dump" and args.what == "cgroups":
             from netdash.dump_procs import run_dump_cgroups
 
