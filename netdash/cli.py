@@ -230,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="rates over N s (default 1)",
     )
     add_netns_options(conntrack, sub=True)
+    from netdash.dump_firewall import add_firewall_dump_parser
+
+    add_firewall_dump_parser(dump_what)
 
     record = commands.add_parser("record", help="record samples to a file for --replay")
     record.add_argument("output", type=Path, help="file to write")
@@ -423,6 +426,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from netdash.dump_conntrack import run_dump_conntrack
 
             return run_dump_conntrack(args, netns_target(args))
+        if args.command == "dump" and args.what == "firewall":
+            from netdash.dump_firewall import run_dump_firewall
+
+            return run_dump_firewall(args, netns_target(args))
         if args.command == "dump" and args.what == "cgroups":
             from netdash.dump_procs import run_dump_cgroups
 
