@@ -7,7 +7,7 @@ screenshot script run the real UI on recorded samples, and the live app on the r
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -18,10 +18,14 @@ from textual.css.query import NoMatches
 from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 
 from netdash.engine import ConnectionsFrame, ConnectionsTracker, Poller
+from netdash.engine_conntrack import ConntrackTracker
+from netdash.engine_firewall import FirewallTracker
 from netdash.engine_links import LinkFrame, LinkTracker
 from netdash.engine_procs import CgroupTracker, ProcessesFrame, process_rates
 from netdash.model import (
     CgroupInfo,
+    ConntrackSample,
+    FirewallSample,
     HostInfo,
     JournalEntry,
     LinkSample,
@@ -34,6 +38,7 @@ from netdash.textsafe import visible
 from netdash.ui.gc_policy import GcPolicy
 from netdash.ui.messages import (
     ConnectionsUpdated,
+    FirewallUpdated,
     JournalAppended,
     LinksUpdated,
     ProcessesUpdated,
@@ -42,6 +47,7 @@ from netdash.ui.messages import (
 )
 from netdash.ui.panes.connection_rows import ConnectionsFeed, ConnectionsUpdate
 from netdash.ui.panes.connections import ConnectionsPane, socket_trail
+from netdash.ui.panes.firewall import FirewallPane
 from netdash.ui.panes.interfaces import InterfacesPane
 from netdash.ui.panes.journal import JournalPane
 from netdash.ui.panes.journal_rows import JournalFilter
@@ -78,6 +84,7 @@ TABS: tuple[tuple[str, str], ...] = (
     ("tab-interfaces", "Interfaces"),
     ("tab-processes", "Processes"),
     ("tab-journal", "Journal"),
+    ("tab-firewall", "Firewall"),
 )
 #: Seconds the journal thread waits for entries before handing over what it has (a burst of
 #: 10,000 entries a second arrives as batches of ~2,500, one repaint each).
@@ -93,6 +100,18 @@ class ProcessesSampler(Protocol):
 
 class CgroupsSampler(Protocol):
     def read_all(self) -> tuple[CgroupInfo, ...]: ...
+
+
+class FirewallSampler(Protocol):
+    def sample(self) -> FirewallSample: ...
+
+    def close(self) -> None: ...
+
+
+class ConntrackSampler(Protocol):
+    def sample(self) -> ConntrackSample: ...
+
+    def close(self) -> None: ...
 
 
 class JournalFollowerLike(Protocol):
@@ -124,6 +143,7 @@ class NetdashApp(App[int]):
         Binding("2", "show_tab(1)", "Interfaces", show=False),
         Binding("3", "show_tab(2)", "Processes", show=False),
         Binding("4", "show_tab(3)", "Journal", show=False),
+        Binding("5", "show_tab(4)", "Firewall", show=False),
         # Priority: the screen's own Tab binding moves focus between widgets.
         Binding("tab", "next_tab(1)", "Next tab", show=False, priority=True),
         Binding("shift+tab", "next_tab(-1)", "Previous tab", show=False, priority=True),
@@ -142,6 +162,8 @@ class NetdashApp(App[int]):
         processes: ProcessesSampler | None = None,
         cgroups: CgroupsSampler | None = None,
         journal: JournalOpener | None = None,
+        firewall: FirewallSampler | None = None,
+        conntrack: ConntrackSampler | None = None,
     ) -> None:
         super().__init__()
         self.live = live  # False on a recording: never read this machine's /proc for its pids
@@ -183,6 +205,20 @@ class NetdashApp(App[int]):
         self._processes_shown = False  # the processes are sampled only while their tab is shown
         self._processes_pane: ProcessesPane | None = None  # read by the processes thread
         self.open_journal = journal
+        self.firewall, self.conntrack = firewall, conntrack
+        self.firewall_tracker, self.conntrack_tracker = FirewallTracker(), ConntrackTracker()
+        self._firewall_shown = False  # read only while the tab is shown (root tools, 2-100 ms)
+        self.firewall_poller: Poller[FirewallUpdated | None] | None = (
+            Poller(
+                "firewall",
+                self._sample_firewall_in_thread,
+                self._publish_firewall,
+                interval,
+                on_error=lambda err: self._report_source_error("firewall", err),
+            )
+            if firewall is not None or conntrack is not None
+            else None
+        )
         self.journal: JournalFollowerLike | None = None  # started when the tab is first shown
         self.journal_poller: Poller[JournalAppended | None] | None = None
         self._processes_ticks = 0
@@ -211,6 +247,8 @@ class NetdashApp(App[int]):
                 yield ProcessesPane(id="processes")
             with TabPane(f"4 {TABS[3][1]}", id=TABS[3][0]):
                 yield JournalPane(id="journal-pane")
+            with TabPane(f"5 {TABS[4][1]}", id=TABS[4][0]):
+                yield FirewallPane(id="firewall-pane")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -227,6 +265,8 @@ class NetdashApp(App[int]):
                 self.links_poller.start()
             if self.processes_poller is not None:
                 self.processes_poller.start()
+            if self.firewall_poller is not None:
+                self.firewall_poller.start()
         if self.links is None:
             self.query_one(InterfacesPane).show_error("not sampled (no links source)")
         if self.processes is None:
@@ -242,6 +282,11 @@ class NetdashApp(App[int]):
             self.routes.close()
         if self.processes_poller is not None:
             self.processes_poller.stop()
+        if self.firewall_poller is not None:
+            self.firewall_poller.stop()
+        for source in (self.firewall, self.conntrack):
+            if source is not None:
+                source.close()
         self._stop_journal()
         self.gc_policy.stop()
 
@@ -371,6 +416,46 @@ class NetdashApp(App[int]):
         self.action_show_tab(3)
         self.query_one(JournalPane).set_filter_text(text)
 
+    # -- the firewall and conntrack ----------------------------------------------------------
+
+    def _sample_firewall_in_thread(self) -> FirewallUpdated | None:
+        if not self._firewall_shown:
+            return None
+        frame = ct = None
+        ct_error = None
+        if self.firewall is not None:
+            frame = self.firewall_tracker.update(self.firewall.sample())
+        if self.conntrack is not None:
+            try:
+                ct = self.conntrack_tracker.update(self.conntrack.sample())
+            except Exception as err:  # conntrack alone failing must not hide the rules
+                ct_error = str(err) or type(err).__name__
+        return FirewallUpdated(frame, ct, ct_error)
+
+    def _publish_firewall(self, update: FirewallUpdated | None) -> None:
+        if update is not None:
+            self.post_message(update)
+
+    @on(FirewallUpdated)
+    def _apply_firewall(self, message: FirewallUpdated) -> None:
+        if self.paused:
+            return
+        pane = self.query_one(FirewallPane)
+        frame = message.frame
+        if frame is not None:
+            rates = {k: (r.packets_per_s, r.bytes_per_s) for k, r in frame.rates.items()}
+            pane.apply(frame.sample, rates, frame.moved)
+        if message.conntrack is not None or message.conntrack_error is not None:
+            pane.show_conntrack(message.conntrack, message.conntrack_error)
+
+    def show_firewall_for(self, ports: Sequence[int]) -> None:
+        """The Process screen's rules key: the Firewall tab filtered to ``ports``."""
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.action_show_tab(4)
+        wanted = ",".join(str(port) for port in sorted(set(ports)))
+        self.query_one(FirewallPane).set_filter_text(f"port:{wanted}" if wanted else "")
+
     def _publish_processes(self, update: ProcessesUpdated | None) -> None:
         if update is not None:
             self.post_message(update)
@@ -454,6 +539,9 @@ class NetdashApp(App[int]):
         if message.source == "journal":
             self.query_one(JournalPane).show_error(message.error)
             return
+        if message.source == "firewall":
+            self.query_one(FirewallPane).show_error(message.error)
+            return
         status = self.query_one(StatusLine)
         status.error = f"{message.source}: {message.error}"
         status.redraw()
@@ -530,6 +618,9 @@ class NetdashApp(App[int]):
         if event.pane.id == "tab-interfaces":
             self.query_one(InterfacesPane).shown()
         self._processes_shown = event.pane.id == "tab-processes"
+        self._firewall_shown = event.pane.id == "tab-firewall"
+        if self._firewall_shown and self.firewall_poller is not None:
+            self.firewall_poller.poke()
         if event.pane.id == "tab-journal" and self.journal is None and self._autostart:
             self.start_journal(self.query_one(JournalPane).filter)
         if self._processes_shown and self.processes_poller is not None:
@@ -554,6 +645,8 @@ class NetdashApp(App[int]):
 def build_live_app(args: argparse.Namespace) -> NetdashApp:
     from netdash.cli import netns_target, open_sampler
     from netdash.sources.cgroups import CgroupReader
+    from netdash.sources.conntrack import ConntrackReader
+    from netdash.sources.firewall import FirewallReader
     from netdash.sources.host import read_host_info
     from netdash.sources.links import LinkReader
     from netdash.sources.processes import ProcessReader
@@ -570,6 +663,8 @@ def build_live_app(args: argparse.Namespace) -> NetdashApp:
         processes=ProcessReader(),
         cgroups=CgroupReader(),
         journal=journal_opener(args),
+        firewall=FirewallReader(netns=target),
+        conntrack=ConntrackReader(netns=target),
     )
 
 

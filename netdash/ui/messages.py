@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from netdash.engine_conntrack import ConntrackFrame
+from netdash.engine_firewall import FirewallFrame
 from netdash.engine_links import LinkFrame
 from netdash.engine_procs import CgroupRow, ProcessesFrame
 from netdash.model import JournalEntry, ProcessInfo
@@ -60,6 +62,21 @@ class JournalAppended(Message):
         super().__init__()
         self.entries = entries
         self.status = status
+
+
+class FirewallUpdated(Message):
+    """A read of the rules (with rates) and of conntrack; either may be missing."""
+
+    def __init__(
+        self,
+        frame: FirewallFrame | None,
+        conntrack: ConntrackFrame | None,
+        conntrack_error: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.frame = frame
+        self.conntrack = conntrack
+        self.conntrack_error = conntrack_error
 
 
 class SourceFailed(Message):

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Input, Static
 
+from netdash.engine_conntrack import ConntrackFrame
 from netdash.model import FirewallSample
 from netdash.query import QueryError
 from netdash.textsafe import visible
@@ -65,6 +67,72 @@ def summary_text(
     return text
 
 
+def conntrack_summary(frame: ConntrackFrame) -> Text:
+    """One clause for the summary line: fill against the limit, the busiest states, drops."""
+    sample = frame.sample
+    text = Text()
+    if sample.max:
+        fill = f" ({frame.fill * 100:.1f} %)" if frame.fill is not None else ""
+        style = "bold red" if frame.near_limit else ""
+        text.append(f"conntrack {sample.count:,}/{sample.max:,}{fill}", style=style)
+    else:
+        text.append(f"conntrack {sample.count:,}")
+    top = sorted(sample.by_state.items(), key=lambda item: -item[1])[:3]
+    if top:
+        text.append(" · " + " ".join(f"{name.lower()} {n:,}" for name, n in top), style="dim")
+    for name in ("drop", "early_drop", "insert_failed"):
+        rate = frame.rate(name)
+        if rate:
+            text.append(f" · {name} {human_count(rate)}/s", style="bold red")
+    if sample.errors:
+        text.append(f" · {visible(sample.errors[0])}", style="yellow")
+    return text
+
+
+def conntrack_table(frame: ConntrackFrame) -> Table:
+    """The conntrack view: counts by state and protocol, top addresses, the stats as rates."""
+    sample = frame.sample
+    grid = Table.grid(padding=(0, 3))
+    for _ in range(4):
+        grid.add_column()
+    grid.add_row(*(Text(title, style="bold") for title in
+                   ("by state", "by protocol", "top sources", "top destinations")))  # fmt: skip
+    columns = [
+        sorted(sample.by_state.items(), key=lambda item: -item[1]),
+        sorted(sample.by_proto.items(), key=lambda item: -item[1]),
+        list(sample.top_sources),
+        list(sample.top_destinations),
+    ]
+    for line in range(max((len(column) for column in columns), default=0)):
+        cells = []
+        for column in columns:
+            if line < len(column):
+                name, count = column[line]
+                cells.append(Text(f"{count:>7,}  {visible(str(name))}"))
+            else:
+                cells.append(Text(""))
+        grid.add_row(*cells)
+    stats = Table.grid(padding=(0, 2))
+    stats.add_column(style="bold cyan")
+    stats.add_column(justify="right")
+    stats.add_column(justify="right")
+    stats.add_row("stat (all CPUs)", "total", "per second")
+    for name, value in sorted(sample.stats.items()):
+        rate = frame.rate(name)
+        bad = name in ("drop", "early_drop", "insert_failed", "invalid") and bool(rate)
+        stats.add_row(
+            name,
+            f"{value:,}",
+            Text("" if rate is None else f"{rate:,.1f}", "bold red" if bad else ""),
+        )
+    outer = Table.grid(padding=(1, 0))
+    outer.add_column()
+    outer.add_row(conntrack_summary(frame))
+    outer.add_row(grid)
+    outer.add_row(stats)
+    return outer
+
+
 class FirewallPane(Vertical):
     """Summary (rules, errors, conntrack), filter box, the rules table."""
 
@@ -73,6 +141,7 @@ class FirewallPane(Vertical):
         Binding("slash", "filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
         Binding("s", "next_sort", "Sort"),
+        Binding("c", "toggle_conntrack", "Conntrack"),
     ]
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -90,11 +159,21 @@ class FirewallPane(Vertical):
         yield Input(placeholder="filter: port:443  verdict:drop  table:filter  chain:input  text",
                     id="firewall-filter")  # fmt: skip
         yield VirtualTable(COLUMNS, id="rules", activatable=False)
+        with VerticalScroll(id="conntrack-view"):
+            yield Static(Text("conntrack: not read yet", style="dim"), id="conntrack-text")
 
     def on_mount(self) -> None:
         self.table.set_view(self.view)
         self.query_one("#firewall-filter", Input).display = False
+        self.query_one("#conntrack-view").display = False
         self._show_summary()
+
+    def action_toggle_conntrack(self) -> None:
+        """The conntrack view instead of the rules, and back."""
+        view = self.query_one("#conntrack-view")
+        view.display = not view.display
+        self.table.display = not view.display
+        (view if view.display else self.table).focus()
 
     @property
     def table(self) -> VirtualTable:
@@ -109,8 +188,12 @@ class FirewallPane(Vertical):
         self.sample, self.rates, self.moved, self.error = sample, rates, moved, None
         self._rebuild()
 
-    def show_conntrack(self, summary: Text | None) -> None:
-        self.conntrack = summary
+    def show_conntrack(self, frame: ConntrackFrame | None, error: str | None = None) -> None:
+        if frame is None:
+            self.conntrack = Text(f"conntrack: {visible(error or 'not read')}", style="yellow")
+        else:
+            self.conntrack = conntrack_summary(frame)
+            self.query_one("#conntrack-text", Static).update(conntrack_table(frame))
         self._show_summary()
 
     def show_error(self, error: str) -> None:

@@ -246,16 +246,11 @@ class ProcessScreen(Screen[None]):
         show(f"unit:{unit}" if unit else f"pid:{self.pid}")
 
     def action_firewall(self) -> None:
-        """The Firewall tab is not part of netdash yet: say so, and what to run meanwhile."""
-        ports = sorted({row.sock.local_port for row in self.view if row.sock.local_port})
-        pattern = "|".join(f"dport {port}|--dport {port}" for port in ports[:5]) or "dport"
-        self.notify(
-            f"netdash has no Firewall tab yet; meanwhile: nft -a list ruleset | grep -E "
-            f"'{pattern}'  (or iptables-save -c)",
-            title="firewall rules for its ports",
-            timeout=8,
-            markup=False,
-        )
+        """The Firewall tab filtered to the ports of its sockets (listening and connected)."""
+        ports = [row.sock.local_port for row in self.view if row.sock.local_port]
+        show = getattr(self.app, "show_firewall_for", None)
+        if show is not None:
+            show(ports)
 
     def _unit(self) -> str | None:
         cgroup = self.info.cgroup if self.info is not None else None
