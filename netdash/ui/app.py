@@ -271,6 +271,8 @@ class NetdashApp(App[int]):
             self.query_one(InterfacesPane).show_error("not sampled (no links source)")
         if self.processes is None:
             self.query_one(ProcessesPane).show_error("processes are read live only, not replayed")
+        if self.firewall is None and self.conntrack is None:
+            self.query_one(FirewallPane).show_error("rules are read live only, not replayed")
 
     def on_unmount(self) -> None:
         self.poller.stop()
