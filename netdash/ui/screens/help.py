@@ -13,7 +13,7 @@ from textual.widgets import Static
 KEYS: tuple[tuple[str, str], ...] = (
     ("q, Ctrl+C", "quit"),
     ("?", "this help"),
-    ("1 2 3 4, Tab", "Connections, Interfaces, Processes, Journal; Tab and Shift+Tab cycle"),
+    ("1 2 3 4 5, Tab", "Connections, Interfaces, Processes, Journal, Firewall; Tab cycles"),
     ("", ""),
     ("Connections", ""),
     ("/", "filter (Enter applies, Esc restores)"),
@@ -42,6 +42,10 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("Journal", ""),
     ("/ (journal)", 'unit:X prio:err since:"10 min ago" pid:N id:TAG, text or re:REGEX'),
     ("End, f", "follow again after scrolling up; Enter: the whole entry"),
+    ("", ""),
+    ("Firewall", ""),
+    ("h / c", "hottest rules first (packets/s) / conntrack; f on a Process screen: its rules"),
+    ("/ (firewall)", "port:443 (ranges, sets)  verdict:drop  table:  chain:  backend:  text"),
 )
 
 FILTER_HELP = (
