@@ -404,8 +404,76 @@ async def live_stack(app: NetdashApp, pilot: Pilot) -> None:
     await pilot.pause()
 
 
+FIREWALL_RULES = """
+table inet web {
+    set services { type inet_service; elements = { 80, 443, 5201 } }
+    chain input {
+        type filter hook input priority 0; policy drop;
+        ct state established,related counter accept
+        iif "lo" accept
+        ct state invalid counter drop comment "invalid"
+        udp dport 9999 counter drop comment "blocked probe"
+        tcp dport @services ct state new counter accept comment "web"
+        icmp type echo-request limit rate 5/second counter accept
+    }
+}
+"""
+
+
+def firewall_app(stack: ExitStack) -> NetdashApp:
+    """A veth lab whose namespace b has FIREWALL_RULES and gets traffic from a: connections to
+    the web ports and probes of a blocked one, read as `netdash --netns b` reads them."""
+    import subprocess
+
+    from vethlab import ADDR_B, veth_lab
+
+    from netdash.engine import Poller
+    from netdash.netns import resolve_netns
+    from netdash.sources.conntrack import ConntrackReader
+    from netdash.sources.firewall import FirewallReader
+
+    lab = stack.enter_context(veth_lab())
+    subprocess.run(["ip", "netns", "exec", lab.b, "nft", "-f", "-"], input=FIREWALL_RULES,
+                   text=True, check=True)  # fmt: skip
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", lab.b, sys.executable, "-c",
+         "import socket,time\ns=socket.create_server(('0.0.0.0',5201))\n"
+         "c=[s.accept() for _ in range(3)]\ntime.sleep(60)"]
+    )  # fmt: skip
+    stack.callback(server.kill)
+    time.sleep(0.3)
+    client = (
+        "import socket,time\n"
+        f"c=[socket.create_connection(('{ADDR_B}',5201)) for _ in range(3)]\n"
+        "u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+        f"for i in range(400): u.sendto(b'x',('{ADDR_B}',9999)); time.sleep(0.004)\n"
+        "time.sleep(60)"
+    )
+    sender = subprocess.Popen(["ip", "netns", "exec", lab.a, sys.executable, "-c", client])
+    stack.callback(sender.kill)
+    target = resolve_netns(lab.b)
+    app = replay_app()
+    app.firewall, app.conntrack = FirewallReader(netns=target), ConntrackReader(netns=target)
+    app.firewall_poller = Poller(
+        "firewall", app._sample_firewall_in_thread, app._publish_firewall, 1.0
+    )
+    return app
+
+
+async def live_firewall(app: NetdashApp, pilot: Pilot) -> None:
+    if isinstance(app.screen, HelpScreen):
+        await pilot.press("escape")
+    app.sample_now()
+    await pilot.press("5")
+    app.firewall_poller.run_once()
+    await pilot.pause(1.0)
+    app.firewall_poller.run_once()
+    await pilot.pause()
+
+
 #: Pictures of live processes: taken on a fresh lab when root, else left out (with a note).
-LIVE_SHOTS = {"processes": live_processes, "stack": live_stack}
+LIVE_SHOTS = {"processes": live_processes, "stack": live_stack, "firewall": live_firewall}
+LIVE_APPS = {"firewall": firewall_app}
 
 
 async def take_process(output: Path) -> tuple[Path, str | None]:
@@ -454,7 +522,8 @@ async def render_all(output: Path, only: set[str]) -> tuple[list[Path], list[str
             notes.append(f"{name}: needs root (a live lab); left as it was")
             continue
         with ExitStack() as stack:
-            svgs.append(await take(live_app(stack), Shot(name, drive), output))
+            app = LIVE_APPS.get(name, live_app)(stack)
+            svgs.append(await take(app, Shot(name, drive), output))
     if PROCESS not in only:
         return svgs, notes
     process, note = await take_process(output)

@@ -65,7 +65,8 @@ def chain_row(chain: FirewallChain, rules: int) -> Row:
 def rule_row(rule: FirewallRule, rate: Rate | None, moved: bool, indent: str = "  ") -> Row:
     verdict = verdict_of(rule)
     ident = rule.handle if rule.handle is not None else rule.position
-    text = visible(rule.text) + (f'  # "{visible(rule.comment)}"' if rule.comment else "")
+    shown_comment = rule.comment and rule.comment not in rule.text  # nft's text has it already
+    text = visible(rule.text) + (f'  # "{visible(rule.comment)}"' if shown_comment else "")
     cells = (
         indent + visible(rule.backend if rule.backend != "nft" else rule.chain),
         "" if ident is None else str(ident),
