@@ -172,7 +172,9 @@ class FirewallReader:
             ipt_tables |= {(family, t) for t in parsed.tables}
             out.ipt_rules += parsed.rules
             out.chains += parsed.chains
-        if nft is not None:
+        if nft is None:  # no nft JSON to map iptables-nft counters: re-read every tick
+            out.generation = None
+        else:
             mine = [r for r in nft.rules if (r.family, r.table) not in ipt_tables]
             out.nft_rules = mine
             out.named = nft.named
