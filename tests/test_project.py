@@ -33,6 +33,7 @@ CORE_MODULES = (
     "netdash.dump_conntrack",
     "netdash.sources.firewall",
     "netdash.engine_firewall",
+    "netdash.dump_firewall",
     "netdash.netns",
     "netdash.engine",
     "netdash.engine_links",
