@@ -34,6 +34,8 @@ CORE_MODULES = (
     "netdash.sources.firewall",
     "netdash.engine_firewall",
     "netdash.dump_firewall",
+    "netdash.sources.stack",
+    "netdash.dump_stack",
     "netdash.netns",
     "netdash.engine",
     "netdash.engine_links",
