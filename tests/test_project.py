@@ -45,6 +45,8 @@ CORE_MODULES = (
     "netdash.query",
     "netdash.record",
     "netdash.dump",
+    "netdash.sources.dns",
+    "netdash.dump_dns",
     "netdash.cli",
 )
 

@@ -1,0 +1,119 @@
+"""`netdash dns NAME [TYPE] [--server S ...] [--resolv-conf PATH] --json` (no Textual): ask
+each nameserver directly, like ``dig @server``, and print what each one said.
+
+Exit 0 when at least one server replied (NXDOMAIN and SERVFAIL are replies), 1 when none did
+or there is no nameserver to ask, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from netdash.sources.dns import (
+    RECORD_TYPES,
+    ResolverConfig,
+    Server,
+    ServerAnswer,
+    lookup,
+    parse_server,
+    resolver_config,
+)
+
+
+def server_argument(text: str) -> Server:
+    try:
+        return parse_server(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def record_type(text: str) -> str:
+    if text.upper() not in RECORD_TYPES:
+        raise argparse.ArgumentTypeError(f"'{text}' is not one of {' '.join(RECORD_TYPES)}")
+    return text.upper()
+
+
+def timeout_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 60:
+        raise argparse.ArgumentTypeError(f"the timeout must be 0-60 seconds, not {text}")
+    return value
+
+
+def add_dns_parser(commands: Any) -> None:  # argparse's _SubParsersAction
+    dns = commands.add_parser("dns", help="ask each nameserver for a name, like dig")
+    dns.add_argument("name", help="a name, or an address for PTR")
+    dns.add_argument(
+        "type", nargs="?", type=record_type, default="A", help=" ".join(RECORD_TYPES) + " (A)"
+    )
+    dns.add_argument(
+        "--server",
+        "--nameserver",
+        type=server_argument,
+        action="append",
+        metavar="ADDR[:PORT]",
+        help="ask this server instead of resolv.conf's (repeatable; IPv6 as [::1]:5353)",
+    )
+    dns.add_argument("--resolv-conf", type=Path, default=Path("/etc/resolv.conf"), metavar="PATH")
+    dns.add_argument(
+        "--timeout", type=timeout_seconds, default=2.0, metavar="S", help="per server (2)"
+    )
+    dns.add_argument(
+        "--json", action="store_true", required=True, help="JSON output (the only format for now)"
+    )
+
+
+def servers_to_ask(args: argparse.Namespace) -> tuple[list[Server], ResolverConfig | None]:
+    """``--server``s, or resolv.conf's nameservers (an unparsable line there is skipped)."""
+    if args.server:
+        return list(args.server), None
+    config = resolver_config(args.resolv_conf)
+    servers = []
+    for text in config.nameservers:
+        try:
+            servers.append(parse_server(text.split("%", 1)[0]))
+        except ValueError:
+            continue
+    return servers, config
+
+
+def run_dns(args: argparse.Namespace) -> int:
+    servers, config = servers_to_ask(args)
+    if not servers:
+        where = config.error if config and config.error else f"no nameserver in {args.resolv_conf}"
+        print(f"netdash: {where}", file=sys.stderr)
+        return 1
+    try:
+        replies = lookup(args.name, args.type, servers, timeout=args.timeout)
+    except ValueError as err:
+        print(f"netdash: {err}", file=sys.stderr)
+        return 2
+    document = {
+        "name": args.name,
+        "type": args.type,
+        "resolv_conf": None if config is None else config.path,
+        "servers": [server_to_json(reply) for reply in replies],
+    }
+    sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+    return 0 if any(reply.rcode is not None for reply in replies) else 1
+
+
+def server_to_json(reply: ServerAnswer) -> dict[str, Any]:
+    """The issue's keys (server, rcode, answers, ms) and ``error`` (null when it replied)."""
+    return {
+        "server": reply.server,
+        "rcode": reply.rcode,
+        "answers": [
+            {"name": a.name, "type": a.type, "ttl": a.ttl, "value": a.value} for a in reply.answers
+        ],
+        "ms": None if reply.ms is None else round(reply.ms, 3),
+        "error": reply.error,
+    }
