@@ -237,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_stack_dump_parser(dump_what)
 
+    from netdash.dump_dns import add_dns_parser
+
+    add_dns_parser(commands)
     record = commands.add_parser("record", help="record samples to a file for --replay")
     record.add_argument("output", type=Path, help="file to write")
     record.add_argument("--samples", type=positive_int, default=5)
@@ -443,6 +446,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_dump_cgroups(args)
         if args.command == "dump":
             return run_dump(args)
+        if args.command == "dns":
+            from netdash.dump_dns import run_dns
+
+            return run_dns(args)
         if args.command == "record":
             return run_record(args)
         return run_tui(args)
