@@ -19,13 +19,26 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import dns.exception
-import dns.message
-import dns.name
-import dns.query
-import dns.rcode
-import dns.rdatatype
-import dns.reversename
+try:  # a declared dependency; without it (a bare copy run as another user) the CLI still parses
+    import dns.exception
+    import dns.message
+    import dns.name
+    import dns.query
+    import dns.rcode
+    import dns.rdatatype
+    import dns.reversename
+except ImportError as err:
+    _DNSPYTHON_MISSING: ImportError | None = err
+else:
+    _DNSPYTHON_MISSING = None
+
+
+def _need_dnspython() -> None:
+    if _DNSPYTHON_MISSING is not None:
+        from netdash.sources.errors import SourceUnavailable
+
+        raise SourceUnavailable(f"dnspython is not installed: {_DNSPYTHON_MISSING}")
+
 
 RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "SRV", "PTR", "CAA")
 SYSTEMD_STUB = "127.0.0.53"  # systemd-resolved's stub listener (resolved.conf(5))
@@ -193,6 +206,7 @@ def lookup(
 ) -> tuple[ServerAnswer, ...]:
     """Ask every server at once (a silent one costs ``timeout``, not ``timeout`` per server);
     results in the order of ``servers``. Raises ValueError for an unknown type or bad name."""
+    _need_dnspython()
     rdtype = rdtype.upper()
     if rdtype not in RECORD_TYPES:
         raise ValueError(f"record type {rdtype} is not one of {' '.join(RECORD_TYPES)}")
@@ -270,6 +284,7 @@ class ReverseResolver:
         on_resolved: Callable[[str, str | None], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        _need_dnspython()
         self.servers = tuple(servers)
         self.timeout = timeout
         self.max_in_flight = max_in_flight
