@@ -33,6 +33,7 @@ from netdash.model import (
     SocketSample,
 )
 from netdash.sources.processes import socket_counts
+from netdash.sources.stack import StackFrame, StackSample, StackTracker
 from netdash.talkers import CgroupLookup, TalkersFrame, TalkersTracker
 from netdash.textsafe import visible
 from netdash.ui.gc_policy import GcPolicy
@@ -43,6 +44,7 @@ from netdash.ui.messages import (
     LinksUpdated,
     ProcessesUpdated,
     SourceFailed,
+    StackUpdated,
     TalkersUpdated,
 )
 from netdash.ui.panes.connection_rows import ConnectionsFeed, ConnectionsUpdate
@@ -54,6 +56,7 @@ from netdash.ui.panes.journal_rows import JournalFilter
 from netdash.ui.panes.process_rows import frame_rows
 from netdash.ui.panes.processes import ProcessesPane
 from netdash.ui.panes.routes import RoutesSource
+from netdash.ui.panes.stack import StackPane
 from netdash.ui.panes.talkers import TalkersView, connections_filter
 from netdash.ui.screens.help import HelpScreen
 from netdash.ui.screens.journal_entry import JournalEntryScreen
@@ -85,6 +88,7 @@ TABS: tuple[tuple[str, str], ...] = (
     ("tab-processes", "Processes"),
     ("tab-journal", "Journal"),
     ("tab-firewall", "Firewall"),
+    ("tab-diagnose", "Diagnose"),
 )
 #: Seconds the journal thread waits for entries before handing over what it has (a burst of
 #: 10,000 entries a second arrives as batches of ~2,500, one repaint each).
@@ -110,6 +114,12 @@ class FirewallSampler(Protocol):
 
 class ConntrackSampler(Protocol):
     def sample(self) -> ConntrackSample: ...
+
+    def close(self) -> None: ...
+
+
+class StackSampler(Protocol):
+    def sample(self) -> StackSample: ...
 
     def close(self) -> None: ...
 
@@ -144,6 +154,7 @@ class NetdashApp(App[int]):
         Binding("3", "show_tab(2)", "Processes", show=False),
         Binding("4", "show_tab(3)", "Journal", show=False),
         Binding("5", "show_tab(4)", "Firewall", show=False),
+        Binding("6", "show_tab(5)", "Diagnose", show=False),
         # Priority: the screen's own Tab binding moves focus between widgets.
         Binding("tab", "next_tab(1)", "Next tab", show=False, priority=True),
         Binding("shift+tab", "next_tab(-1)", "Previous tab", show=False, priority=True),
@@ -164,6 +175,7 @@ class NetdashApp(App[int]):
         journal: JournalOpener | None = None,
         firewall: FirewallSampler | None = None,
         conntrack: ConntrackSampler | None = None,
+        stack: StackSampler | None = None,
     ) -> None:
         super().__init__()
         self.live = live  # False on a recording: never read this machine's /proc for its pids
@@ -205,6 +217,19 @@ class NetdashApp(App[int]):
         self._processes_shown = False  # the processes are sampled only while their tab is shown
         self._processes_pane: ProcessesPane | None = None  # read by the processes thread
         self.open_journal = journal
+        self.stack, self.stack_tracker = stack, StackTracker()
+        self._diagnose_shown = False  # the stack counters are read while the tab is shown
+        self.stack_poller: Poller[StackFrame | None] | None = (
+            Poller(
+                "stack",
+                self._sample_stack_in_thread,
+                self._publish_stack,
+                interval,
+                on_error=lambda err: self._report_source_error("stack", err),
+            )
+            if stack is not None
+            else None
+        )
         self.firewall, self.conntrack = firewall, conntrack
         self.firewall_tracker, self.conntrack_tracker = FirewallTracker(), ConntrackTracker()
         self._firewall_shown = False  # read only while the tab is shown (root tools, 2-100 ms)
@@ -249,6 +274,8 @@ class NetdashApp(App[int]):
                 yield JournalPane(id="journal-pane")
             with TabPane(f"5 {TABS[4][1]}", id=TABS[4][0]):
                 yield FirewallPane(id="firewall-pane")
+            with TabPane(f"6 {TABS[5][1]}", id=TABS[5][0]):
+                yield StackPane(id="stack-pane")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -267,10 +294,14 @@ class NetdashApp(App[int]):
                 self.processes_poller.start()
             if self.firewall_poller is not None:
                 self.firewall_poller.start()
+            if self.stack_poller is not None:
+                self.stack_poller.start()
         if self.links is None:
             self.query_one(InterfacesPane).show_error("not sampled (no links source)")
         if self.processes is None:
             self.query_one(ProcessesPane).show_error("processes are read live only, not replayed")
+        if self.stack is None:
+            self.query_one(StackPane).show_error("read live only, not replayed")
         if self.firewall is None and self.conntrack is None:
             self.query_one(FirewallPane).show_error("rules are read live only, not replayed")
 
@@ -286,6 +317,10 @@ class NetdashApp(App[int]):
             self.processes_poller.stop()
         if self.firewall_poller is not None:
             self.firewall_poller.stop()
+        if self.stack_poller is not None:
+            self.stack_poller.stop()
+        if self.stack is not None:
+            self.stack.close()
         for source in (self.firewall, self.conntrack):
             if source is not None:
                 source.close()
@@ -418,6 +453,22 @@ class NetdashApp(App[int]):
         self.action_show_tab(3)
         self.query_one(JournalPane).set_filter_text(text)
 
+    # -- the stack counters (Diagnose tab) -----------------------------------------------------
+
+    def _sample_stack_in_thread(self) -> StackFrame | None:
+        if not self._diagnose_shown or self.stack is None:
+            return None
+        return self.stack_tracker.update(self.stack.sample())
+
+    def _publish_stack(self, frame: StackFrame | None) -> None:
+        if frame is not None:
+            self.post_message(StackUpdated(frame))
+
+    @on(StackUpdated)
+    def _apply_stack(self, message: StackUpdated) -> None:
+        if not self.paused:
+            self.query_one(StackPane).apply(message.frame)
+
     # -- the firewall and conntrack ----------------------------------------------------------
 
     def _sample_firewall_in_thread(self) -> FirewallUpdated | None:
@@ -544,6 +595,9 @@ class NetdashApp(App[int]):
         if message.source == "firewall":
             self.query_one(FirewallPane).show_error(message.error)
             return
+        if message.source == "stack":
+            self.query_one(StackPane).show_error(message.error)
+            return
         status = self.query_one(StatusLine)
         status.error = f"{message.source}: {message.error}"
         status.redraw()
@@ -621,6 +675,9 @@ class NetdashApp(App[int]):
             self.query_one(InterfacesPane).shown()
         self._processes_shown = event.pane.id == "tab-processes"
         self._firewall_shown = event.pane.id == "tab-firewall"
+        self._diagnose_shown = event.pane.id == "tab-diagnose"
+        if self._diagnose_shown and self.stack_poller is not None:
+            self.stack_poller.poke()
         if self._firewall_shown and self.firewall_poller is not None:
             self.firewall_poller.poke()
         if event.pane.id == "tab-journal" and self.journal is None and self._autostart:
@@ -653,6 +710,7 @@ def build_live_app(args: argparse.Namespace) -> NetdashApp:
     from netdash.sources.links import LinkReader
     from netdash.sources.processes import ProcessReader
     from netdash.sources.routes import RouteReader
+    from netdash.sources.stack import StackReader
 
     target = netns_target(args)
     sampler = open_sampler(args)
@@ -667,6 +725,7 @@ def build_live_app(args: argparse.Namespace) -> NetdashApp:
         journal=journal_opener(args),
         firewall=FirewallReader(netns=target),
         conntrack=ConntrackReader(netns=target),
+        stack=StackReader(netns=target),
     )
 
 

@@ -9,6 +9,7 @@ from netdash.engine_firewall import FirewallFrame
 from netdash.engine_links import LinkFrame
 from netdash.engine_procs import CgroupRow, ProcessesFrame
 from netdash.model import JournalEntry, ProcessInfo
+from netdash.sources.stack import StackFrame
 from netdash.talkers import TalkersFrame
 from netdash.ui.panes.connection_rows import ConnectionsUpdate
 from netdash.ui.tableview import Row
@@ -77,6 +78,14 @@ class FirewallUpdated(Message):
         self.frame = frame
         self.conntrack = conntrack
         self.conntrack_error = conntrack_error
+
+
+class StackUpdated(Message):
+    """A sample of the TCP/IP stack counters with their rates."""
+
+    def __init__(self, frame: StackFrame) -> None:
+        super().__init__()
+        self.frame = frame
 
 
 class SourceFailed(Message):
