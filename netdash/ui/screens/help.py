@@ -13,7 +13,7 @@ from textual.widgets import Static
 KEYS: tuple[tuple[str, str], ...] = (
     ("q, Ctrl+C", "quit"),
     ("?", "this help"),
-    ("1 2 3 4 5, Tab", "Connections, Interfaces, Processes, Journal, Firewall; Tab cycles"),
+    ("1-6, Tab", "Connections, Interfaces, Processes, Journal, Firewall, Diagnose; Tab cycles"),
     ("", ""),
     ("Connections", ""),
     ("/", "filter (Enter applies, Esc restores)"),
