@@ -21,7 +21,7 @@ import fcntl
 import functools
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,3 +186,24 @@ __all__ = [
     "open_netns",
     "resolve_netns",
 ]
+
+
+class NamespaceHandle:
+    """The network namespace a reader creates its sockets in, held open by fd so it stays the
+    same namespace even if its name is deleted and reused; :meth:`inside` enters it in the
+    current thread for as long as a socket takes to create (nothing to do for the caller's own
+    namespace)."""
+
+    def __init__(self, netns: NetnsTarget = HOST) -> None:
+        self.netns = netns
+        self._fd = open_netns(netns) if netns.path is not None else None
+
+    def inside(self) -> AbstractContextManager[None]:
+        if self._fd is None:
+            return nullcontext()
+        return entered_fd(self._fd, self.netns.label)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -24,18 +24,17 @@ still shown and ``errors`` says what is missing.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections import Counter
 from collections.abc import Iterable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from netdash.model import ConntrackSample
-from netdash.netns import HOST, NetnsTarget, entered_fd, open_netns
+from netdash.netns import HOST, NamespaceHandle, NetnsTarget
 from netdash.sources.errors import PermissionNeeded, SourceError, SourceUnavailable
 
 SYSCTL_ROOT = Path("/proc/sys/net/netfilter")
@@ -217,12 +216,10 @@ class ConntrackReader:
         self.net_root = net_root
         self.method_used: str | None = None
         self.table_read = False
-        self._ns_fd = open_netns(netns) if netns.path is not None else None
+        self._ns = NamespaceHandle(netns)
 
     def close(self) -> None:
-        if self._ns_fd is not None:
-            os.close(self._ns_fd)
-            self._ns_fd = None
+        self._ns.close()
 
     def __enter__(self) -> ConntrackReader:
         return self
@@ -328,9 +325,7 @@ class ConntrackReader:
         return tally
 
     def _inside(self) -> AbstractContextManager[None]:
-        if self._ns_fd is None:
-            return nullcontext()
-        return entered_fd(self._ns_fd, self.netns.label)
+        return self._ns.inside()
 
 
 __all__ = [

@@ -23,12 +23,11 @@ import time
 from dataclasses import dataclass, field, replace
 
 from netdash.model import FirewallChain, FirewallRule, FirewallSample, FirewallSet
-from netdash.netns import HOST, NetnsTarget
+from netdash.netns import HOST, NamespaceHandle, NetnsTarget
 from netdash.sources.errors import PermissionNeeded, SourceError
 from netdash.sources.iptables import SaveOutput, parse_save
 from netdash.sources.nft import NftStructure, parse_rule_texts, parse_ruleset
 from netdash.sources.nftnl import CounterRef, NftSocket, RuleKey
-from netdash.sources.rtnl import NamespaceHandle
 
 NEEDS_ROOT = "needs root (CAP_NET_ADMIN)"
 NFT_EPERM = f"nft: Operation not permitted: {NEEDS_ROOT}"

@@ -15,19 +15,18 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import os
 import socket
 import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
 from pyroute2 import IPRoute
 
 from netdash.model import Link, LinkCounters, LinkSample
-from netdash.netns import HOST, NetnsTarget, entered_fd, open_netns
+from netdash.netns import HOST, NamespaceHandle, NetnsTarget
 from netdash.sources.errors import PermissionNeeded, SourceUnavailable
 from netdash.sources.linkstats import LinkEvents, LinkStatsReader
 from netdash.textsafe import decode
@@ -77,7 +76,7 @@ class LinkReader:
         self.netns = netns
         self.refresh_seconds = refresh_seconds
         self._clock = clock
-        self._ns_fd = open_netns(netns) if netns.path is not None else None
+        self._ns = NamespaceHandle(netns)
         self._opened: list[Any] = []
         try:
             self._open_inside()
@@ -95,9 +94,7 @@ class LinkReader:
             self._ioctl = self._keep(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
 
     def _inside(self) -> AbstractContextManager[None]:
-        if self._ns_fd is None:
-            return nullcontext()
-        return entered_fd(self._ns_fd, self.netns.label)
+        return self._ns.inside()
 
     def _keep(self, thing: Any) -> Any:
         self._opened.append(thing)
@@ -106,9 +103,7 @@ class LinkReader:
     def close(self) -> None:
         while self._opened:
             self._opened.pop().close()
-        if self._ns_fd is not None:
-            os.close(self._ns_fd)
-            self._ns_fd = None
+        self._ns.close()
 
     def __enter__(self) -> LinkReader:
         return self

@@ -37,11 +37,10 @@ from pyroute2.netlink.rtnl.fibmsg import fibmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
 from netdash.model import Neighbour, PolicyRule, Route, RouteLookup
-from netdash.netns import HOST, NetnsTarget
+from netdash.netns import HOST, NamespaceHandle, NetnsTarget
 from netdash.sources.errors import SourceError
 from netdash.sources.netlink import NLMSG_HEADER
 from netdash.sources.rtnl import (
-    NamespaceHandle,
     NetlinkRefused,
     RawMessage,
     RouteNames,

@@ -3,10 +3,10 @@
 - :class:`RtnlSocket`: a ``NETLINK_ROUTE`` socket on :mod:`netdash.sources.netlink`'s
   transport, with the two exchanges the routes source needs: a dump whose messages are kept as
   raw bytes, and a single request with its one answer.
-- :class:`NamespaceHandle`: the namespace a reader's sockets are created in. A socket stays in
-  the namespace it was created in for its whole life, whichever thread uses it; pyroute2 0.9's
-  ``IPRoute`` keeps its socket *per thread* and opens it lazily, so one made inside a namespace
-  lists the host once a poller thread calls it.
+- Sockets are created inside the reader's namespace (:class:`netdash.netns.NamespaceHandle`):
+  a socket stays in the namespace it was created in for its whole life, whichever thread uses
+  it; pyroute2 0.9's ``IPRoute`` keeps its socket *per thread* and opens it lazily, so one made
+  inside a namespace lists the host once a poller thread calls it.
 - Attribute helpers (``struct nlattr``, linux/netlink.h) over bytes or a ``memoryview``.
 - :class:`RouteNames`: the names ``ip`` prints for tables, protocols and scopes.
 """
@@ -18,10 +18,8 @@ import os
 import socket
 import struct
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
-from netdash.netns import HOST, NetnsTarget, entered_fd, open_netns
 from netdash.sources.errors import PermissionNeeded, SourceError
 from netdash.sources.netlink import (
     NETLINK_ROUTE,
@@ -110,27 +108,6 @@ class RtnlSocket(NetlinkDump):
                 if kind == NLMSG_OVERRUN:
                     raise RtnlFailed("rtnetlink: data lost (NLMSG_OVERRUN)", errno.ENOBUFS)
                 yield data, off, length
-
-
-class NamespaceHandle:
-    """The network namespace a reader creates its sockets in, held open by fd so it stays the
-    same namespace even if its name is deleted and reused; :meth:`inside` enters it in the
-    current thread for as long as a socket takes to create (nothing to do for the caller's own
-    namespace)."""
-
-    def __init__(self, netns: NetnsTarget = HOST) -> None:
-        self.netns = netns
-        self._fd = open_netns(netns) if netns.path is not None else None
-
-    def inside(self) -> AbstractContextManager[None]:
-        if self._fd is None:
-            return nullcontext()
-        return entered_fd(self._fd, self.netns.label)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 # ------------------------------------------------------------------------------ attributes
@@ -252,7 +229,6 @@ def parse_name_file(text: str) -> dict[int, str]:
 
 __all__ = [
     "RTNL",
-    "NamespaceHandle",
     "NetlinkRefused",
     "RawMessage",
     "RouteNames",

@@ -21,15 +21,14 @@ which is -1): they go to ``gauges`` too, so no rate is computed from them.
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from collections.abc import Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from netdash.netns import HOST, NetnsTarget, entered_fd, open_netns
+from netdash.netns import HOST, NamespaceHandle, NetnsTarget
 
 NET_ROOT = Path("/proc/thread-self/net")
 SYSCTL_ROOT = Path("/proc/sys")
@@ -195,12 +194,10 @@ class StackReader:
         self.netns = netns
         self.net_root = net_root
         self.sysctl_root = sysctl_root
-        self._ns_fd = open_netns(netns) if netns.path is not None else None
+        self._ns = NamespaceHandle(netns)
 
     def close(self) -> None:
-        if self._ns_fd is not None:
-            os.close(self._ns_fd)
-            self._ns_fd = None
+        self._ns.close()
 
     def __enter__(self) -> StackReader:
         return self
@@ -251,9 +248,7 @@ class StackReader:
         return tuple(found)
 
     def _inside(self) -> AbstractContextManager[None]:
-        if self._ns_fd is None:
-            return nullcontext()
-        return entered_fd(self._ns_fd, self.netns.label)
+        return self._ns.inside()
 
 
 @dataclass(frozen=True, slots=True)
