@@ -9,7 +9,6 @@ language (no Textual).
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from netdash.model import FirewallChain, FirewallRule, FirewallSample
 from netdash.query import QueryError, parse_port_range
 from netdash.textsafe import visible
 from netdash.ui.format import human_bytes, human_count
+from netdash.ui.row_query import compile_row_query
 from netdash.ui.tableview import Column, Row
 
 COLUMNS: tuple[Column, ...] = (
@@ -145,27 +145,7 @@ class FirewallFilter:
 
 
 def compile_firewall_filter(text: str) -> FirewallFilter:
-    try:
-        words = shlex.split(text)
-    except ValueError as err:
-        raise QueryError(f"unbalanced quote: {err}") from err
-    checks = [_term(word) for word in words]
-    if not checks:
-        return FirewallFilter(text, None)
-    return FirewallFilter(text, lambda row: all(check(row) for check in checks))
-
-
-def _term(word: str) -> RowCheck:
-    if word.startswith("!") and len(word) > 1:
-        inner = _term(word[1:])
-        return lambda row: not inner(row)
-    field, sep, value = word.partition(":")
-    if not sep:
-        needle = word.lower()
-        return lambda row: needle in row.search_text
-    if not value:
-        raise QueryError(f"{field}: needs a value, as in {field}:…")
-    return _field(field.lower(), value)
+    return FirewallFilter(text, compile_row_query(text, _field))
 
 
 def _rule_only(check: Callable[[FirewallRule], bool]) -> RowCheck:

@@ -8,7 +8,6 @@ negate; plus ``state:Z`` (the kernel's letter, or ``zombie``) and ``unit:nginx``
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Mapping
 
 from netdash.engine import ByteRate
@@ -18,6 +17,7 @@ from netdash.query import QueryError
 from netdash.talkers import describe_cgroup
 from netdash.textsafe import visible
 from netdash.ui.format import human_bytes, human_rate
+from netdash.ui.row_query import compile_row_query
 from netdash.ui.tableview import Column, Row
 
 PROCESS_COLUMNS: tuple[Column, ...] = (
@@ -252,27 +252,7 @@ ProcessCheck = Callable[[Row], bool]
 
 def compile_process_filter(text: str) -> ProcessCheck | None:
     """The ``/`` filter of the Processes tab; None for an empty one. Raises QueryError."""
-    try:
-        words = shlex.split(text)
-    except ValueError as err:
-        raise QueryError(f"unbalanced quote: {err}") from err
-    checks = [_term(word) for word in words]
-    if not checks:
-        return None
-    return lambda row: all(check(row) for check in checks)
-
-
-def _term(word: str) -> ProcessCheck:
-    if word.startswith("!") and len(word) > 1:
-        inner = _term(word[1:])
-        return lambda row: not inner(row)
-    field, sep, value = word.partition(":")
-    if not sep:
-        needle = word.lower()
-        return lambda row: needle in row.search_text
-    if not value:
-        raise QueryError(f"{field}: needs a value, as in {field}:…")
-    return _field(field.lower(), value)
+    return compile_row_query(text, _field)
 
 
 def _field(field: str, value: str) -> ProcessCheck:
