@@ -18,13 +18,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.harness import CommandRunner, Comparison, Side, call_side, command_side, compare
-from benchmarks.lab import LabError, netns_path, run_in_netns
+from benchmarks.lab import Lab, add_namespace, run_in_netns
 from benchmarks.report import machine_info
 
 TARGET = "tick <= nft -j + iptables-save"
@@ -72,35 +71,17 @@ IPTABLES_RULES = [
 ]  # fmt: skip
 
 
-class FirewallLab:
+class FirewallLab(Lab):
     """A namespace with ``rules`` nft rules, two iptables-nft rules and one iptables-legacy
     rule (both backends, the worst case: the legacy save runs every tick); deleted on exit."""
 
     def __init__(self, rules: int) -> None:
         self.rules = rules
         self.name = f"nd-bench-fw-{os.getpid()}-{next(_names)}"
-        self.setup_seconds: float | None = None
         self._created = False
 
-    def __enter__(self) -> FirewallLab:
-        started = time.monotonic()
-        try:
-            self._build()
-        except BaseException:
-            self.close()
-            raise
-        self.setup_seconds = time.monotonic() - started
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     def _build(self) -> None:
-        if netns_path(self.name).exists():
-            raise LabError(f"namespace {self.name} already exists; refusing to reuse it")
-        run_in_netns(["ip", "netns", "add", self.name], None)
+        add_namespace(self.name)
         self._created = True
         subprocess.run(
             ["ip", "netns", "exec", self.name, "nft", "-f", "-"],

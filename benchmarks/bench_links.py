@@ -52,11 +52,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from types import TracebackType
 from typing import Any
 
 from benchmarks.harness import CommandRunner, Comparison, Side, call_side, command_side, compare
-from benchmarks.lab import LabError, netns_path, run_in_netns, thread_in_netns
+from benchmarks.lab import Lab, LabError, add_namespace, run_in_netns, thread_in_netns
 from benchmarks.report import machine_info
 
 IP_LINK = ["ip", "-s", "-j", "link"]
@@ -93,7 +92,7 @@ def lab_batch(pairs: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-class LinkLab:
+class LinkLab(Lab):
     """``pairs`` veth pairs (2 x pairs interfaces + lo) in a new namespace; deleted on exit,
     whatever happened."""
 
@@ -102,7 +101,6 @@ class LinkLab:
             raise ValueError("pairs must be >= 0")
         self.pairs = pairs
         self.name = netns_name or f"nd-bench-links-{os.getpid()}-{next(_names)}"
-        self.setup_seconds: float | None = None
         self._created = False
         self._sender: socket.socket | None = None
 
@@ -110,25 +108,8 @@ class LinkLab:
     def interfaces(self) -> int:
         return 2 * self.pairs + 1
 
-    def __enter__(self) -> LinkLab:
-        started = time.monotonic()
-        try:
-            self._build()
-        except BaseException:
-            self.close()
-            raise
-        self.setup_seconds = time.monotonic() - started
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     def _build(self) -> None:
-        if netns_path(self.name).exists():
-            raise LabError(f"namespace {self.name} already exists; refusing to reuse it")
-        run_in_netns(["ip", "netns", "add", self.name], None)
+        add_namespace(self.name)
         self._created = True
         off = ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
         run_in_netns(["ip", "netns", "exec", self.name, "sysctl", "-qw", *off], None)

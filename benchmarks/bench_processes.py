@@ -46,10 +46,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 from benchmarks.harness import CommandRunner, Comparison, Side, call_side, command_side, compare
+from benchmarks.lab import Lab
 from benchmarks.report import machine_info
 
 PS = ["ps", "-eo", "pid,ppid,user,stat,rss,pcpu,nlwp,cmd"]
@@ -64,7 +64,7 @@ def progress(text: str) -> None:
     print(f"# {text}", file=sys.stderr, flush=True)
 
 
-class Sleepers:
+class Sleepers(Lab):
     """``count`` sleep processes in a process group of their own; killed and reaped on exit."""
 
     def __init__(self, count: int, seconds: int = 3600) -> None:
@@ -72,23 +72,10 @@ class Sleepers:
         self.seconds = seconds
         self.pids: list[int] = []
         self.pgid: int | None = None
-        self.setup_seconds: float | None = None
 
-    def __enter__(self) -> Sleepers:
-        started = time.monotonic()
-        try:
-            self._spawn()
-            self._wait_exec()
-        except BaseException:
-            self.close()
-            raise
-        self.setup_seconds = time.monotonic() - started
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    def _build(self) -> None:
+        self._spawn()
+        self._wait_exec()
 
     def _spawn(self) -> None:
         sleep = shutil.which("sleep") or "/bin/sleep"

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000  # linux/sched.h
@@ -142,7 +143,48 @@ def split_pairs(n_pairs: int, n_procs: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(workers)]
 
 
-class SocketLab:
+L = TypeVar("L", bound="Lab")
+
+
+class Lab:
+    """A lab built on entry and always torn down: a build that fails half-way is undone before
+    the error goes on, and ``setup_seconds`` says how long building took."""
+
+    setup_seconds: float | None = None
+
+    def _build(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: L) -> L:
+        started = time.monotonic()
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+        self.setup_seconds = time.monotonic() - started
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def add_namespace(name: str) -> None:
+    """``ip netns add NAME``, refusing a name in use: a lab never adopts someone's namespace."""
+    if netns_path(name).exists():
+        raise LabError(f"namespace {name} already exists; refusing to reuse it")
+    run_in_netns(["ip", "netns", "add", name], None)
+
+
+class SocketLab(Lab):
     """``n_pairs`` ESTABLISHED loopback pairs held by up to ``n_procs`` workers in a new namespace.
 
     ``n_pairs=0`` is the idle lab: a namespace with ``lo`` up and nothing in it. Use as a context
@@ -161,7 +203,6 @@ class SocketLab:
             )
         self.name = netns_name or f"nd-bench-{os.getpid()}-{next(_names)}"
         self.workers: list[subprocess.Popen[bytes]] = []
-        self.setup_seconds: float | None = None
         self._created = False
 
     @property
@@ -173,33 +214,16 @@ class SocketLab:
         """Both ends of every pair: the ESTABLISHED count `ss` must report."""
         return 2 * self.n_pairs
 
-    def __enter__(self) -> SocketLab:
-        started = time.monotonic()
-        try:
-            self._create_namespace()
-            self._start_workers()
-            self._wait_ready(timeout=30.0 + self.n_pairs / 2000)
-            self._verify()
-        except BaseException:
-            self.close()
-            raise
-        self.setup_seconds = time.monotonic() - started
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+    def _build(self) -> None:
+        self._create_namespace()
+        self._start_workers()
+        self._wait_ready(timeout=30.0 + self.n_pairs / 2000)
+        self._verify()
 
     # ------------------------------------------------------------------------------- building
 
     def _create_namespace(self) -> None:
-        if netns_path(self.name).exists():
-            raise LabError(f"namespace {self.name} already exists; refusing to reuse it")
-        subprocess.run(["ip", "netns", "add", self.name], check=True, capture_output=True)
+        add_namespace(self.name)
         self._created = True
         subprocess.run(
             ["ip", "-n", self.name, "link", "set", "lo", "up"], check=True, capture_output=True
