@@ -6,24 +6,12 @@ and `netdash dns` as a subprocess."""
 from __future__ import annotations
 
 import json
-import os
-import select
-import socket
-import struct
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdatatype
-import dns.rrset
 import pytest
 
 from netdash.sources.dns import (
@@ -34,112 +22,21 @@ from netdash.sources.dns import (
     resolver_config,
     service_name,
 )
+from tests.dnslab import LONG_TXT, SLOW_SUFFIX, ZoneServer, silent_server, zone_server
 
 REPO = Path(__file__).resolve().parents[1]
-LONG_TXT = " ".join(f'"{"x" * 200}{i}"' for i in range(4))  # > 512 bytes: UDP truncates
-
-ZONE: dict[tuple[str, str], tuple[int, list[str]]] = {
-    ("www.lab.test.", "A"): (300, ["192.0.2.10"]),
-    ("www.lab.test.", "AAAA"): (300, ["2001:db8::10"]),
-    ("lab.test.", "MX"): (600, ["10 mail.lab.test."]),
-    ("lab.test.", "TXT"): (60, ['"v=spf1 -all"']),
-    ("alias.lab.test.", "CNAME"): (120, ["www.lab.test."]),
-    ("big.lab.test.", "TXT"): (60, [LONG_TXT]),
-    ("10.2.0.192.in-addr.arpa.", "PTR"): (300, ["www.lab.test."]),
-    ("11.2.0.192.in-addr.arpa.", "PTR"): (1, ["short.lab.test."]),
-    ("0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", "PTR"): (
-        300,
-        ["v6.lab.test."],
-    ),
-}
-SERVFAIL = {"broken.lab.test.", "12.2.0.192.in-addr.arpa."}
-SLOW_SUFFIX = ".3.0.192.in-addr.arpa."  # answered (NXDOMAIN) after 0.4 s: held in flight
-
-
-class ZoneServer:
-    """A tiny authoritative server (UDP and TCP on one port) that counts what it is asked."""
-
-    def __init__(self, host: str) -> None:
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind((host, 0))
-        self.address = (host, self.udp.getsockname()[1])
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(self.address)
-        self.tcp.listen(8)
-        self.asked: Counter[tuple[str, str]] = Counter()
-        self.tcp_asked = 0
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def reply(self, wire: bytes, limit: int | None) -> bytes:
-        query = dns.message.from_wire(wire)
-        question = query.question[0]
-        key = (question.name.to_text().lower(), dns.rdatatype.to_text(question.rdtype))
-        self.asked[key] += 1
-        response = dns.message.make_response(query)
-        response.flags |= dns.flags.AA
-        names = {name for name, _type in ZONE}
-        if key[0] in SERVFAIL:
-            response.set_rcode(dns.rcode.SERVFAIL)
-        elif key[0].endswith(SLOW_SUFFIX):
-            time.sleep(0.4)
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        elif key in ZONE:
-            ttl, values = ZONE[key]
-            response.answer.append(dns.rrset.from_text_list(key[0], ttl, "IN", key[1], values))
-        elif key[0] not in names:
-            response.set_rcode(dns.rcode.NXDOMAIN)
-        out = response.to_wire()
-        if limit is not None and len(out) > limit:
-            response.answer.clear()
-            response.flags |= dns.flags.TC
-            out = response.to_wire()
-        return out
-
-    def serve(self) -> None:
-        while not self.stopping.is_set():
-            ready, _, _ = select.select([self.udp, self.tcp], [], [], 0.05)
-            if self.udp in ready:
-                wire, peer = self.udp.recvfrom(65535)
-                threading.Thread(target=self.answer_udp, args=(wire, peer), daemon=True).start()
-            if self.tcp in ready:
-                conn, _ = self.tcp.accept()
-                with conn:
-                    self.tcp_asked += 1
-                    size = struct.unpack("!H", conn.recv(2))[0]
-                    out = self.reply(conn.recv(size), None)
-                    conn.sendall(struct.pack("!H", len(out)) + out)
-
-    def answer_udp(self, wire: bytes, peer: tuple[str, int]) -> None:
-        self.udp.sendto(self.reply(wire, 512), peer)
-
-    def close(self) -> None:
-        self.stopping.set()
-        self.thread.join(2)
-        self.udp.close()
-        self.tcp.close()
 
 
 @pytest.fixture
 def server() -> Iterator[ZoneServer]:
-    zone = ZoneServer(f"127.0.53.{os.getpid() % 200 + 2}")
-    try:
+    with zone_server() as zone:
         yield zone
-    finally:
-        zone.close()
 
 
 @pytest.fixture
 def silent() -> Iterator[tuple[str, int]]:
-    """A bound UDP socket nobody reads: queries vanish, no ICMP comes back, so a timeout."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((f"127.0.54.{os.getpid() % 200 + 2}", 0))
-    try:
-        yield sock.getsockname()
-    finally:
-        sock.close()
+    with silent_server() as address:
+        yield address
 
 
 def only(replies):
