@@ -18,13 +18,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+import dns.zone
 
 LONG_TXT = " ".join(f'"{"x" * 200}{i}"' for i in range(4))  # > 512 bytes: UDP truncates
 
@@ -71,7 +75,8 @@ def lab_reply(query: dns.message.Message) -> dns.message.Message:
 
 class ZoneServer:
     """A tiny server (UDP and TCP on one port) that counts what it is asked: ``asked`` by
-    (lower-case name, type), ``tcp_asked`` the TCP connections. UDP replies larger than 512
+    (lower-case name, type), ``tcp_asked`` the TCP connections, ``recursion_desired`` the
+    queries with RD set. UDP replies larger than 512
     bytes are truncated (TC set, answers dropped), so clients must retry over TCP."""
 
     def __init__(self, host: str, port: int = 0, responder: Responder = lab_reply) -> None:
@@ -85,6 +90,7 @@ class ZoneServer:
         self.tcp.listen(8)
         self.asked: Counter[tuple[str, str]] = Counter()
         self.tcp_asked = 0
+        self.recursion_desired = 0  # queries with RD set
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
@@ -94,10 +100,11 @@ class ZoneServer:
         question = query.question[0]
         key = (question.name.to_text().lower(), dns.rdatatype.to_text(question.rdtype))
         self.asked[key] += 1
+        self.recursion_desired += bool(query.flags & dns.flags.RD)
         response = self.responder(query)
         if response is None:
             return None
-        out = response.to_wire()
+        out = response.to_wire(want_shuffle=False)  # records in zone order: tests can rely on it
         if limit is not None and len(out) > limit:
             response.answer.clear()
             response.authority.clear()
@@ -157,3 +164,191 @@ def silent_server(host: str | None = None) -> Iterator[tuple[str, int]]:
         yield sock.getsockname()
     finally:
         sock.close()
+
+
+def authoritative(text: str, origin: str) -> Responder:
+    """A server for one zone (master-file ``text``, names absolute or relative to ``origin``)
+    that behaves like a real one: referrals (not authoritative, NS and in-zone glue) for names
+    at or below a delegation, AA answers, CNAMEs chased inside the zone, NXDOMAIN and NODATA
+    with the SOA, REFUSED for names outside the zone."""
+    zone = dns.zone.from_text(text, origin=origin, relativize=False)
+    apex = zone.origin
+    soa = dns.rrset.RRset(apex, dns.rdataclass.IN, dns.rdatatype.SOA)
+    soa.update(zone.find_rdataset(apex, "SOA"))
+
+    def respond(query: dns.message.Message) -> dns.message.Message:
+        question = query.question[0]
+        response = dns.message.make_response(query)
+        if not question.name.is_subdomain(apex):
+            response.set_rcode(dns.rcode.REFUSED)
+            return response
+        cut = delegation(zone, question.name)
+        if cut is not None:
+            refer(zone, cut, response)
+            return response
+        response.flags |= dns.flags.AA
+        answer(zone, question.name, question.rdtype, response, soa)
+        return response
+
+    return respond
+
+
+def rrset_of(zone: dns.zone.Zone, name: dns.name.Name, rdtype: int) -> dns.rrset.RRset | None:
+    rdataset = zone.get_rdataset(name, rdtype)
+    if rdataset is None:
+        return None
+    rrset = dns.rrset.RRset(name, dns.rdataclass.IN, rdtype)
+    rrset.update(rdataset)
+    return rrset
+
+
+def delegation(zone: dns.zone.Zone, qname: dns.name.Name) -> dns.name.Name | None:
+    """The highest zone cut between the apex (excluded) and ``qname`` (included)."""
+    for labels in range(len(zone.origin) + 1, len(qname) + 1):
+        name = qname.split(labels)[1]
+        if zone.get_rdataset(name, dns.rdatatype.NS) is not None:
+            return name
+    return None
+
+
+def refer(zone: dns.zone.Zone, cut: dns.name.Name, response: dns.message.Message) -> None:
+    ns = rrset_of(zone, cut, dns.rdatatype.NS)
+    assert ns is not None
+    response.authority.append(ns)
+    for rdata in ns:
+        for rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            glue = rrset_of(zone, rdata.target, rdtype)
+            if glue is not None:
+                response.additional.append(glue)
+
+
+def answer(
+    zone: dns.zone.Zone,
+    qname: dns.name.Name,
+    rdtype: int,
+    response: dns.message.Message,
+    soa: dns.rrset.RRset,
+) -> None:
+    name = qname
+    for _ in range(8):  # a CNAME loop in the zone is served as it is, up to 8 links
+        if zone.get_node(name) is None:  # RFC 6604: the rcode is the last name's
+            response.set_rcode(dns.rcode.NXDOMAIN)
+            response.authority.append(soa)
+            return
+        found = rrset_of(zone, name, rdtype)
+        alias = rrset_of(zone, name, dns.rdatatype.CNAME)
+        if found is not None:
+            response.answer.append(found)
+            return
+        if alias is None:  # NODATA
+            response.authority.append(soa)
+            return
+        response.answer.append(alias)
+        name = alias[0].target
+        if not name.is_subdomain(zone.origin):
+            return
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """A root, ``test.``, ``example.test.``, ``other.`` and ``glueless.test.`` served from
+    127.0.0.x on one shared port, plus a silent server (``lame.test.``, asked first for
+    ``test.``). ``root`` is the address to give as root hints."""
+
+    port: int
+    servers: dict[str, ZoneServer]
+
+    @property
+    def root(self) -> str:
+        return f"{self.servers['root'].address[0]}:{self.port}"
+
+    def address(self, role: str) -> str:
+        return self.servers[role].address[0]
+
+
+ROLES = ("root", "lame", "test", "example", "other", "glueless")
+
+
+def hierarchy_zones(ip: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Each role's zone (origin, master-file text) with the servers' addresses filled in."""
+    soa = "60 SOA ns hostmaster 1 60 60 60 60"
+    return {
+        "root": (
+            ".",
+            f"""@ {soa}
+@ 60 NS a.root.
+a.root. 60 A {ip["root"]}
+test. 172800 NS lame.test.
+test. 172800 NS ns1.test.
+lame.test. 172800 A {ip["lame"]}
+ns1.test. 172800 A {ip["test"]}
+other. 172800 NS ns.other.
+ns.other. 172800 A {ip["other"]}
+""",
+        ),
+        "test": (
+            "test.",
+            f"""@ {soa}
+@ 60 NS ns1
+ns1 60 A {ip["test"]}
+example 3600 NS up
+example 3600 NS ns.example
+up 3600 A {ip["root"]}
+ns.example 3600 A {ip["example"]}
+glueless 3600 NS ns.glueless.other.
+loopy 3600 NS ns.loopy
+loopa 3600 NS ns.loopb
+loopb 3600 NS ns.loopa
+""",
+        ),
+        "example": (
+            "example.test.",
+            f"""@ {soa}
+@ 60 NS ns
+ns 60 A {ip["example"]}
+www 300 A 192.0.2.80
+www 300 AAAA 2001:db8::80
+alias 120 CNAME www
+outside 120 CNAME www.glueless.test.
+big 60 TXT {LONG_TXT}
+loop1 60 CNAME loop2
+loop2 60 CNAME loop1
+""",
+        ),
+        "other": (
+            "other.",
+            f"""@ {soa}
+@ 60 NS ns
+ns 60 A {ip["other"]}
+ns.glueless 60 A {ip["glueless"]}
+""",
+        ),
+        "glueless": (
+            "glueless.test.",
+            f"""@ {soa}
+@ 60 NS ns.glueless.other.
+www 30 A 192.0.2.90
+""",
+        ),
+    }
+
+
+def silence(query: dns.message.Message) -> None:
+    return None
+
+
+@contextmanager
+def hierarchy() -> Iterator[Hierarchy]:
+    """Start the :class:`Hierarchy` (the first server picks the port the others share)."""
+    ip = {role: lab_address(55 + n) for n, role in enumerate(ROLES)}
+    zones = hierarchy_zones(ip)
+    with ExitStack() as stack:
+        servers: dict[str, ZoneServer] = {}
+        port = 0
+        for role in ROLES:
+            responder = silence if role == "lame" else authoritative(zones[role][1], zones[role][0])
+            server = ZoneServer(ip[role], port, responder)
+            stack.callback(server.close)
+            port = server.address[1]
+            servers[role] = server
+        yield Hierarchy(port, servers)

@@ -27,13 +27,15 @@ try:  # a declared dependency; without it (a bare copy run as another user) the 
     import dns.rcode
     import dns.rdatatype
     import dns.reversename
+    import dns.rrset
 except ImportError as err:
     _DNSPYTHON_MISSING: ImportError | None = err
 else:
     _DNSPYTHON_MISSING = None
 
 
-def _need_dnspython() -> None:
+def need_dnspython() -> None:
+    """Raise SourceUnavailable, saying why, when dnspython could not be imported."""
     if _DNSPYTHON_MISSING is not None:
         from netdash.sources.errors import SourceUnavailable
 
@@ -176,29 +178,64 @@ def query_name(name: str, rdtype: str) -> dns.name.Name:
     return dns.name.from_text(name)
 
 
-def query_server(qname: dns.name.Name, rdtype: str, server: Server, timeout: float) -> ServerAnswer:
-    """One question to one server over UDP, again over TCP if the reply is truncated."""
-    request = dns.message.make_query(qname, rdtype)
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """What came back from one server: a reply with its round trip, or an ``error`` that
+    says why not (silence, a refused socket, garbage)."""
+
+    reply: dns.message.Message | None
+    ms: float | None
+    error: str | None = None
+
+
+def exchange(request: dns.message.Message, server: Server, timeout: float) -> Exchange:
+    """Send ``request`` over UDP, again over TCP if the reply is truncated. Never raises for
+    what the network or the server did: that is the answer the user asked to see."""
     started = time.perf_counter()
     try:
         reply, _tcp = dns.query.udp_with_fallback(
             request, server[0], timeout=timeout, port=server[1]
         )
     except dns.exception.Timeout:
-        return ServerAnswer(format_server(server), None, (), None, f"no reply in {timeout:g} s")
+        return Exchange(None, None, f"no reply in {timeout:g} s")
     except OSError as err:
-        return ServerAnswer(format_server(server), None, (), None, err.strerror or str(err))
+        return Exchange(None, None, err.strerror or str(err))
     except dns.exception.DNSException as err:
-        return ServerAnswer(format_server(server), None, (), None, f"bad reply: {err}")
-    ms = (time.perf_counter() - started) * 1000
-    answers = tuple(
+        return Exchange(None, None, f"bad reply: {err}")
+    return Exchange(reply, (time.perf_counter() - started) * 1000)
+
+
+def records_of(rrsets: Sequence[dns.rrset.RRset]) -> tuple[DnsAnswer, ...]:
+    """One :class:`DnsAnswer` per record of a message section, in the order received."""
+    return tuple(
         DnsAnswer(
             rrset.name.to_text(), dns.rdatatype.to_text(rrset.rdtype), rrset.ttl, rdata.to_text()
         )
-        for rrset in reply.answer
+        for rrset in rrsets
         for rdata in rrset
     )
-    return ServerAnswer(format_server(server), dns.rcode.to_text(reply.rcode()), answers, ms)
+
+
+def query_server(qname: dns.name.Name, rdtype: str, server: Server, timeout: float) -> ServerAnswer:
+    """One question to one server over UDP, again over TCP if the reply is truncated."""
+    done = exchange(dns.message.make_query(qname, rdtype), server, timeout)
+    if done.reply is None:
+        return ServerAnswer(format_server(server), None, (), None, done.error)
+    rcode = dns.rcode.to_text(done.reply.rcode())
+    return ServerAnswer(format_server(server), rcode, records_of(done.reply.answer), done.ms)
+
+
+def question(name: str, rdtype: str) -> tuple[dns.name.Name, str]:
+    """The name and type to ask for, checked: ValueError with a message for humans for an
+    unknown type or a bad name (a PTR question for an address asks for its reverse name)."""
+    need_dnspython()
+    rdtype = rdtype.upper()
+    if rdtype not in RECORD_TYPES:
+        raise ValueError(f"record type {rdtype} is not one of {' '.join(RECORD_TYPES)}")
+    try:
+        return query_name(name, rdtype), rdtype
+    except dns.exception.DNSException as err:
+        raise ValueError(f"'{name}' is not a DNS name: {err}") from None
 
 
 def lookup(
@@ -206,14 +243,7 @@ def lookup(
 ) -> tuple[ServerAnswer, ...]:
     """Ask every server at once (a silent one costs ``timeout``, not ``timeout`` per server);
     results in the order of ``servers``. Raises ValueError for an unknown type or bad name."""
-    _need_dnspython()
-    rdtype = rdtype.upper()
-    if rdtype not in RECORD_TYPES:
-        raise ValueError(f"record type {rdtype} is not one of {' '.join(RECORD_TYPES)}")
-    try:
-        qname = query_name(name, rdtype)
-    except dns.exception.DNSException as err:
-        raise ValueError(f"'{name}' is not a DNS name: {err}") from None
+    qname, rdtype = question(name, rdtype)
     if not servers:
         return ()
     with ThreadPoolExecutor(max_workers=len(servers)) as pool:
@@ -284,7 +314,7 @@ class ReverseResolver:
         on_resolved: Callable[[str, str | None], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        _need_dnspython()
+        need_dnspython()
         self.servers = tuple(servers)
         self.timeout = timeout
         self.max_in_flight = max_in_flight
