@@ -23,6 +23,7 @@ from netdash.sources.dns import (
     ResolverConfig,
     Server,
     ServerAnswer,
+    config_servers,
     lookup,
     parse_server,
     resolver_config,
@@ -105,13 +106,7 @@ def servers_to_ask(args: argparse.Namespace) -> tuple[list[Server], ResolverConf
     if args.server:
         return list(args.server), None
     config = resolver_config(args.resolv_conf)
-    servers = []
-    for text in config.nameservers:
-        try:
-            servers.append(parse_server(text.split("%", 1)[0]))
-        except ValueError:
-            continue
-    return servers, config
+    return list(config_servers(config)), config
 
 
 def run_dns(args: argparse.Namespace) -> int:

@@ -140,6 +140,26 @@ def resolver_config(
     )
 
 
+def config_servers(config: ResolverConfig) -> tuple[Server, ...]:
+    """The nameservers of ``config`` that can be asked (port 53; a ``%scope`` suffix dropped,
+    an unparsable line skipped, as glibc skips it)."""
+    servers = []
+    for text in config.nameservers:
+        try:
+            servers.append(parse_server(text.split("%", 1)[0]))
+        except ValueError:
+            continue
+    return tuple(servers)
+
+
+def namespace_resolv_conf(netns: str, netns_etc: Path = Path("/etc/netns")) -> Path | None:
+    """``/etc/netns/NAME/resolv.conf`` if it exists: what ``ip netns exec NAME`` would
+    bind-mount over ``/etc/resolv.conf`` — and what entering the namespace by setns, as
+    ``--netns`` does, does not."""
+    path = netns_etc / netns / "resolv.conf"
+    return path if path.is_file() else None
+
+
 def parse_server(text: str) -> Server:
     """``ADDR``, ``ADDR:PORT``, ``[V6]`` or ``[V6]:PORT`` (a bare IPv6 address has no port).
     Raises ValueError with a message for humans."""
