@@ -174,6 +174,16 @@ def test_silent_roots_and_hop_callbacks(lab: Hierarchy) -> None:
     silent_only = load_root_hints(f"{lab.address('lame')}:{lab.port}")
     nobody = trace("www.example.test", "A", silent_only, timeout=TIMEOUT)
     assert nobody.error == "no server of . gave a usable reply (1 asked)"
+    asked: list[str] = []
+    stopped = trace(
+        "www.example.test",
+        "A",
+        silent_first,
+        timeout=TIMEOUT,
+        stop=lambda: bool(asked),
+        on_hop=lambda hop: asked.append(hop.address),
+    )
+    assert stopped.error == "stopped after 1 queries" and len(stopped.hops) == 1
 
 
 def test_root_hints_files_addresses_and_the_built_in_list(lab: Hierarchy, tmp_path) -> None:

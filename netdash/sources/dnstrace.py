@@ -245,6 +245,7 @@ class _Failed:
 class _Budget:
     queries_left: int
     deadline: float
+    stop: Callable[[], bool]
     asked: int = 0
 
 
@@ -258,11 +259,14 @@ def trace(
     max_depth: int = 3,
     time_limit: float = 30.0,
     on_hop: Callable[[TraceHop], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> TraceResult:
     """Resolve ``name`` from the roots; ``on_hop`` sees each hop as soon as it is known (in
-    this thread). Raises ValueError for an unknown type or a bad name, as :func:`lookup` does."""
+    this thread), and ``stop()`` returning true ends the trace before the next question (so a
+    caller going away waits for one timeout at most, not ``time_limit``). Raises ValueError
+    for an unknown type or a bad name, as :func:`lookup` does."""
     qname, rdtype = question(name, rdtype)
-    budget = _Budget(max_queries, time.monotonic() + time_limit)
+    budget = _Budget(max_queries, time.monotonic() + time_limit, stop or (lambda: False))
     tracer = _Tracer(hints or default_root_hints(), timeout, max_depth, on_hop, budget)
     answers, rcode, failed = tracer.resolve(qname, rdtype, 0)
     error = None if failed is None else failed.text
@@ -326,6 +330,8 @@ class _Tracer:
                 return _Failed(f"gave up after {self.budget.asked} queries")
             if time.monotonic() >= self.budget.deadline:
                 return _Failed(f"gave up after {self.budget.asked} queries (time limit)")
+            if self.budget.stop():
+                return _Failed(f"stopped after {self.budget.asked} queries")
             asked += 1
             step = self.ask(zone, server, address, qname, rdtype, depth)
             if step is not None:

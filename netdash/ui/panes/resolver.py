@@ -322,6 +322,9 @@ class ResolverPane(Vertical):
         with VerticalScroll(id="resolver-results"):
             yield Static(Text("no lookup yet", style="dim"), id="resolver-answer")
 
+    def on_unmount(self) -> None:
+        self.generation += 1  # a trace under way stops before its next question
+
     def config_text(self) -> Text:
         return config_text(
             self.config, self.servers_override, self.netns, self.netns_file, self.root_hints
@@ -419,7 +422,14 @@ class ResolverPane(Vertical):
             self.post_message(self.HopSeen(generation, hop))
 
         try:
-            result = trace(query.name, query.rdtype, hints, timeout=timeout, on_hop=seen)
+            result = trace(
+                query.name,
+                query.rdtype,
+                hints,
+                timeout=timeout,
+                on_hop=seen,
+                stop=lambda: generation != self.generation,  # replaced, or the pane is gone
+            )
         except Exception as err:
             self.post_message(self.Failed(generation, str(err) or type(err).__name__))
             return
