@@ -529,6 +529,9 @@ class ConnectionsSampler:
         self.reader = reader
         self.owners = owners
         self.tcp_info = True
+        #: Socket memory (``ss -m``): only a socket's detail view shows it, so the app turns it
+        #: on while one is open (see SockDiag._extensions for its cost).
+        self.memory = False
         self.unix = True
         self.is_root = os.geteuid() == 0
         self._clock = clock
@@ -537,7 +540,7 @@ class ConnectionsSampler:
         self._last_wanted: Mapping[int, int | None] = {}
 
     def sample(self) -> SocketSample:
-        read = self.reader.read(tcp_info=self.tcp_info, unix=self.unix)
+        read = self.reader.read(tcp_info=self.tcp_info, unix=self.unix, memory=self.memory)
         self.owners.refresh(self._wanted(read.sockets))
         return SocketSample(
             sockets=read.sockets,
@@ -570,7 +573,9 @@ class SocketReadLike(Protocol):
 
 
 class SocketReaderLike(Protocol):
-    def read(self, *, tcp_info: bool = True, unix: bool = True) -> SocketReadLike: ...
+    def read(
+        self, *, tcp_info: bool = True, unix: bool = True, memory: bool = True
+    ) -> SocketReadLike: ...
 
     def close(self) -> None: ...
 

@@ -403,12 +403,12 @@ def test_fallback_when_sock_diag_fails_for_one_protocol(lab: Lab, monkeypatch) -
     real_dump = SockDiag.iter_inet
 
     def no_udp_diag(
-        self: SockDiag, proto: int, family: int, *, details: bool
+        self: SockDiag, proto: int, family: int, *, details: bool, memory: bool = True
     ) -> Iterator[list[Socket]]:
         calls.append(proto)
         if proto == socket.IPPROTO_UDP:
             raise SockDiagFailed("sock_diag: no udp_diag here", errno.ENOENT)
-        return real_dump(self, proto, family, details=details)
+        return real_dump(self, proto, family, details=details, memory=memory)
 
     monkeypatch.setattr(SockDiag, "iter_inet", no_udp_diag)
     with SocketReader(lab.target) as reader:
@@ -480,6 +480,20 @@ def test_turning_tcp_info_on_gives_records_with_it(lab: Lab) -> None:
     assert bare[listen].tcp is None and bare[listen].mem is None
     assert full[listen].tcp is not None and full[listen].mem is not None
     assert again[listen].tcp is None
+
+
+def test_socket_memory_is_asked_for_only_when_wanted(lab: Lab) -> None:
+    """The live table reads tcp_info without socket memory (only the detail view shows it);
+    turning memory on gives records with it, not the kept ones without."""
+    listen, client = lab.inode("listen"), lab.inode("est_client")
+    with SocketReader(lab.target) as reader:
+        lean = {s.inode: s for s in reader.read(memory=False).sockets if s.inode}
+        lean_again = {s.inode: s for s in reader.read(memory=False).sockets if s.inode}
+        full = {s.inode: s for s in reader.read(memory=True).sockets if s.inode}
+    assert lean[client].tcp is not None and lean[client].mem is None
+    assert lean[listen].mem is None and lean_again[client] is lean[client]
+    assert full[client].tcp is not None and full[client].mem is not None
+    assert full[client].tcp.rtt_us == lean[client].tcp.rtt_us
 
 
 def test_equal_socket_memory_readings_share_one_record(lab: Lab) -> None:

@@ -104,9 +104,10 @@ class SocketReader:
     ) -> None:
         self.close()
 
-    def read(self, *, tcp_info: bool = True, unix: bool = True) -> SocketRead:
-        """Every socket now. ``tcp_info`` adds RTT, windows, byte counters and socket memory
-        (it about doubles the time of a read); ``unix=False`` skips UNIX sockets."""
+    def read(self, *, tcp_info: bool = True, unix: bool = True, memory: bool = True) -> SocketRead:
+        """Every socket now. ``tcp_info`` adds RTT, windows and byte counters (it about doubles
+        the time of a read) and, with ``memory``, socket memory; ``unix=False`` skips UNIX
+        sockets."""
         sockets: list[Socket] = []
         sources: dict[str, str] = {}
         gaps: list[str] = []
@@ -115,18 +116,20 @@ class SocketReader:
         try:
             with gc_paused():
                 for proto in PROTOCOLS if unix else PROTOCOLS[:2]:
-                    found, sources[proto] = self._read_proto(proto, tcp_info, gaps)
+                    found, sources[proto] = self._read_proto(proto, tcp_info, memory, gaps)
                     sockets.extend(found)
         finally:
             if self._diag is not None:
                 self._diag.end()
         return SocketRead(tuple(sockets), sources, tuple(dict.fromkeys(gaps)))
 
-    def _read_proto(self, proto: str, tcp_info: bool, gaps: list[str]) -> tuple[list[Socket], str]:
+    def _read_proto(
+        self, proto: str, tcp_info: bool, memory: bool, gaps: list[str]
+    ) -> tuple[list[Socket], str]:
         reason = self._proc_only.get(proto)
         if proto not in self._proc_only and self._diag is not None:
             try:
-                return self._read_diag(self._diag, proto, tcp_info), SOCK_DIAG
+                return self._read_diag(self._diag, proto, tcp_info, memory), SOCK_DIAG
             except SourceError as err:
                 reason = str(err)
                 if getattr(err, "errno", None) in _PERMANENT:
@@ -157,9 +160,9 @@ class SocketReader:
             yield self._read_proc(proto)
 
     @staticmethod
-    def _read_diag(diag: SockDiag, proto: str, tcp_info: bool) -> list[Socket]:
+    def _read_diag(diag: SockDiag, proto: str, tcp_info: bool, memory: bool) -> list[Socket]:
         found: list[Socket] = []
-        for batch in _diag_batches(diag, proto, tcp_info):
+        for batch in _diag_batches(diag, proto, tcp_info, memory):
             found += batch
         return found
 
@@ -199,12 +202,14 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _diag_batches(diag: SockDiag, proto: str, tcp_info: bool) -> Iterator[list[Socket]]:
+def _diag_batches(
+    diag: SockDiag, proto: str, tcp_info: bool, memory: bool = True
+) -> Iterator[list[Socket]]:
     """One protocol's sockets from sock_diag, batch by batch."""
     if proto == "unix":
         return diag.iter_unix()
     number = socket.IPPROTO_TCP if proto == "tcp" else socket.IPPROTO_UDP
-    return diag.iter_both_families(number, details=tcp_info)
+    return diag.iter_both_families(number, details=tcp_info, memory=memory)
 
 
 def _fallback_gaps(proto: str, tcp_info: bool) -> list[str]:

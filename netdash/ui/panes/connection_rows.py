@@ -13,10 +13,11 @@ re-sorted by the pane on arrival: rare, and never wrong.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import compress, pairwise, repeat
 
 from netdash.engine import ZERO_RATE, ConnectionsFrame, SocketRates
 from netdash.model import Owner, Socket, SocketSample
@@ -34,6 +35,9 @@ from netdash.ui.panes.connection_cells import (
     remote_label,
 )
 from netdash.ui.tableview import Row, RowFilter, TableView
+
+_SOCK_INODE = operator.attrgetter("sock.inode")
+_ROW_OWNERS = operator.attrgetter("owners")
 
 __all__ = [
     "COLUMNS",
@@ -257,12 +261,13 @@ class ConnectionsFeed:
         test sorts out nearly every row (~30 ms at 100k rows instead of a rebuild pass); the
         few others are compared properly by :meth:`_rows_for`.
         """
-        owners_of = sample.owners.get
-        return [
-            row.key
-            for row in self._view.all_rows()
-            if (owners_of(row.sock.inode, ()) if row.sock.inode else ()) is not row.owners
-        ]
+        rows = list(self._view.all_rows())
+        # C-level maps, no Python frame per row: a busy machine changes the map on most ticks
+        # (any process opening a socket anywhere), so this runs at the sample rate. Inode 0 is
+        # never in the map: its rows get (), the one empty tuple, and compare equal by identity.
+        now = map(sample.owners.get, map(_SOCK_INODE, rows), repeat((), len(rows)))
+        moved = map(operator.is_not, now, map(_ROW_OWNERS, rows))
+        return [row.key for row in compress(rows, moved)]
 
     def _rows_for(self, keys: list[Hashable], frame: ConnectionsFrame) -> list[ConnRow]:
         """The rows of ``keys`` (distinct) that differ from the feed's view, built anew."""
