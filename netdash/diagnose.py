@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netdash.diagnose_connect import TLS_PORTS, connect, tls_handshake, watch_peer
 from netdash.diagnose_firewall import Packet, firewall_path
@@ -37,6 +39,9 @@ from netdash.diagnose_verdict import TOKENS, Facts, verdict
 from netdash.netns import HOST, NetnsTarget
 from netdash.sources.dns import Server
 from netdash.sources.errors import SourceError
+
+if TYPE_CHECKING:  # imported when first used: `netdash diagnose` of an address skips DNS
+    from netdash.sources.routes import RouteReader
 
 BUDGET = 30.0  # seconds for a whole diagnosis
 DEFAULT_TIMEOUT = 5.0
@@ -173,6 +178,7 @@ class _Run:
         self.steps: list[Step] = []
         self.deadline = time.monotonic() + BUDGET
         self.readers = ExitStack()
+        self._routes: RouteReader | None = None
 
     def report(
         self, name: str, status: str, detail: str, started: float, ms: float | None = None
@@ -249,8 +255,9 @@ class _Run:
         ordered = sorted(routed, key=lambda a: ":" in a) or addresses
         self.facts.address = ordered[0]
 
-    def route_reader(self):  # -> RouteReader, opened once, inside the namespace
-        if not hasattr(self, "_routes"):
+    def route_reader(self) -> RouteReader:
+        """One rtnetlink reader for the run, opened inside the namespace when first needed."""
+        if self._routes is None:
             from netdash.sources.routes import RouteReader
 
             self._routes = self.readers.enter_context(RouteReader(self.options.netns))
@@ -276,10 +283,15 @@ class _Run:
         hooks = ("output", "postrouting")
         if self.facts.local:
             hooks += ("prerouting", "input")
-        status, detail, sample = firewall_step(self.options.netns)
-        if sample is not None:
+        sample, problem = firewall_step(self.options.netns)
+        if sample is None:
+            status, detail = ("skip", problem) if problem else ("ok", "no firewall rules at all")
+        else:
             self.facts.firewall = firewall_path(sample, packet, hooks)
             status, detail = firewall_summary(self.facts)
+            if problem is not None:
+                status = "warn" if status == "ok" else status
+                detail += f" ({problem})"
         self.report("firewall", status, detail, started)
 
     def listener(self) -> None:
@@ -287,7 +299,7 @@ class _Run:
         status, detail = listener_step(self.facts, self.options.netns)
         self.report("listener", status, detail, started)
 
-    def connect(self):  # -> socket.socket | None
+    def connect(self) -> socket.socket | None:
         started = time.perf_counter()
         assert self.facts.address is not None
         cancelled = self.cancel.is_set if self.cancel is not None else lambda: False
@@ -303,7 +315,7 @@ class _Run:
         self.report("connect", status, detail, started)
         return sock
 
-    def after_connect(self, sock) -> None:  # sock: socket.socket
+    def after_connect(self, sock: socket.socket) -> None:
         started = time.perf_counter()
         tls = self.options.tls
         if tls or (tls is None and self.target.port in TLS_PORTS):

@@ -13,7 +13,7 @@ from netdash.diagnose_firewall import Packet
 from netdash.diagnose_verdict import Facts, accepts, socket_text, tls_text
 from netdash.model import FirewallSample
 from netdash.netns import NetnsTarget
-from netdash.sources.errors import PermissionNeeded, SourceError
+from netdash.sources.errors import SourceError
 
 if TYPE_CHECKING:
     from netdash.sources.routes import RouteReader
@@ -76,24 +76,23 @@ def interface_step(facts: Facts, netns: NetnsTarget) -> tuple[str, str]:
     return "fail", detail
 
 
-def firewall_step(netns: NetnsTarget) -> tuple[str, str, FirewallSample | None]:
-    """The rules of the namespace, or why they cannot be read (a sample is returned only
-    when there is something to evaluate)."""
-    from netdash.sources.firewall import NO_RULES, FirewallReader
+def firewall_step(netns: NetnsTarget) -> tuple[FirewallSample | None, str | None]:
+    """The rules of the namespace (None when there are none to evaluate) and what could not
+    be read, in words (None when everything could)."""
+    from netdash.sources.firewall import NEEDS_ROOT, NO_RULES, FirewallReader
 
     try:
         with FirewallReader(netns) as reader:
             sample = reader.sample()
-    except PermissionNeeded as err:
-        return "skip", f"cannot read the rules: {err}", None
-    except SourceError as err:
-        return "skip", f"cannot read the rules: {err}", None
+    except SourceError as err:  # PermissionNeeded included
+        return None, f"cannot read the rules: {err}"
     problems = [e for e in sample.errors if not e.startswith(NO_RULES)]
+    if any(NEEDS_ROOT in e for e in problems):
+        problems = [NEEDS_ROOT]  # said once, not once per tool
+    problem = f"cannot read the rules: {'; '.join(problems)}" if problems else None
     if not sample.rules and not sample.chains:
-        if problems:
-            return "skip", f"cannot read the rules: {'; '.join(problems)}", None
-        return "ok", "no firewall rules at all", None
-    return "ok", "", sample
+        return None, problem
+    return sample, problem
 
 
 def firewall_summary(facts: Facts) -> tuple[str, str]:

@@ -16,6 +16,9 @@ from netdash.diagnose_connect import ConnectResult, PeerCheck, TlsSummary
 from netdash.diagnose_firewall import FirewallPath, RuleHit
 from netdash.model import RouteLookup, Socket
 
+#: An EHOSTUNREACH sooner than this came from an ICMP error, not from ARP/NDP giving up
+#: (3 probes a second apart: net.ipv4.neigh.*.mcast_solicit, retrans_time_ms).
+FAST_MS = 1000.0
 TOKENS = ("reachable", "refused", "rejected", "timeout", "unreachable", "dns-failure", "reset")
 
 
@@ -197,6 +200,12 @@ def _unreachable(facts: Facts, result: ConnectResult) -> str:
         return f"unreachable: no route to {facts.address} ({route.error}): check `ip route`"
     if icmp is not None:
         return f"unreachable: {icmp.source} answered ICMP {icmp.name} (connect: {result.error})"
+    if result.outcome == "host-unreachable" and not result.icmp_watched and result.ms < FAST_MS:
+        return (
+            f"unreachable: {result.error} at once: an ICMP error came back (a router's "
+            "host-unreachable, or a firewall's reject with admin-prohibited: watching ICMP to "
+            "tell which needs CAP_NET_RAW)"
+        )
     if result.outcome == "host-unreachable" and route is not None:
         hop = route.gateway or facts.address
         return (

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -222,13 +223,51 @@ def test_steps_are_reported_in_order_as_they_complete_and_can_be_cancelled(
         diagnose(f"{ADDR_B}:{OPEN}", options, on_step=stop_after_route, cancel=cancel)
 
 
+@needs_root
+def test_without_cap_net_raw_and_net_admin_the_diagnosis_says_what_it_could_not_see(
+    lab: DiagLab,
+) -> None:
+    """As a user with fewer privileges: no rules read, no ICMP watched; said, not guessed."""
+    peer = f"type filter hook input priority 0; tcp dport {OPEN} reject with icmpx admin-prohibited"
+    with lab.rules(lab.server, peer):
+        done = cli(f"{ADDR_B}:{OPEN}", "--json", "--netns", lab.client, drop_caps=True)
+    document = json.loads(done.stdout)
+    steps = {entry["name"]: entry for entry in document["steps"]}
+    assert steps["firewall"]["status"] == "skip"
+    assert "needs root (CAP_NET_ADMIN)" in steps["firewall"]["detail"]
+    assert "ICMP not watched: needs CAP_NET_RAW" in steps["connect"]["detail"]
+    assert document["verdict"].startswith("unreachable: EHOSTUNREACH (No route to host) at once")
+    assert "watching ICMP to tell which needs CAP_NET_RAW" in document["verdict"]
+
+
+def test_a_name_in_the_hosts_file_is_not_asked_of_any_nameserver(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# comment\n127.0.0.1   svc.diaglab.test  svc\n")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        options = DiagnoseOptions(hosts=hosts, resolv_conf=tmp_path / "missing", timeout=1.0)
+        result = diagnose(f"SVC:{port}", options)
+    assert result.token == "reachable", result.verdict
+    assert step(result, "resolve").detail == f"{hosts}: 127.0.0.1"
+    empty = tmp_path / "resolv.conf"
+    empty.write_text("search example.test\n")
+    options = DiagnoseOptions(hosts=hosts, resolv_conf=empty)
+    result = diagnose("other.diaglab.test:80", options)
+    assert result.verdict == (
+        f"dns-failure: cannot resolve other.diaglab.test: no nameserver in {empty}"
+    )
+
+
 # ----------------------------------------------------------------------------- the CLI
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, drop_caps: bool = False) -> subprocess.CompletedProcess[str]:
+    """``netdash diagnose ARGS``; ``drop_caps`` runs it without CAP_NET_RAW and CAP_NET_ADMIN
+    (still root, so it can enter the namespace: what a user with only CAP_SYS_ADMIN sees)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    prefix = ["setpriv", "--bounding-set=-net_raw,-net_admin"] if drop_caps else []
     return subprocess.run(
-        [sys.executable, "-m", "netdash.dump_diagnose", "diagnose", *args],
+        [*prefix, sys.executable, "-m", "netdash.dump_diagnose", "diagnose", *args],
         capture_output=True,
         text=True,
         timeout=30,
