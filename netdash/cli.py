@@ -119,6 +119,27 @@ def add_journal_options(parser: argparse.ArgumentParser, *, sub: bool = False) -
     )
 
 
+def add_names_options(parser: argparse.ArgumentParser) -> None:
+    """Where the TUI's names (``n``) come from; the same argument types as ``netdash dns``."""
+    from netdash.dump_dns import server_argument
+
+    parser.add_argument(
+        "--nameserver",
+        type=server_argument,
+        action="append",
+        metavar="ADDR[:PORT]",
+        help="reverse DNS for names (n) asks this server instead of resolv.conf's (repeatable; "
+        "IPv6 as [::1]:5353)",
+    )
+    parser.add_argument(
+        "--resolv-conf",
+        type=Path,
+        metavar="PATH",
+        help="read the nameservers for names (n) from PATH (default /etc/resolv.conf; with "
+        "--netns still the host's, as setns does not swap it: pass /etc/netns/NAME/resolv.conf)",
+    )
+
+
 def add_journal_dump_parser(dump_what) -> None:  # dump_what: argparse's _SubParsersAction
     from netdash.dump_journal import priority_level
 
@@ -167,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_netns_options(parser)
     add_source_options(parser)
     add_journal_options(parser)
+    add_names_options(parser)
     commands = parser.add_subparsers(dest="command")
 
     dump = commands.add_parser("dump", help="print one sample and exit")

@@ -7,6 +7,7 @@ screenshot script run the real UI on recorded samples, and the live app on the r
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -15,6 +16,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.css.query import NoMatches
+from textual.timer import Timer
 from textual.widgets import Footer, TabbedContent, TabPane, Tabs
 
 from netdash.engine import ConnectionsFrame, ConnectionsTracker, Poller
@@ -42,11 +44,13 @@ from netdash.ui.messages import (
     FirewallUpdated,
     JournalAppended,
     LinksUpdated,
+    NamesChanged,
     ProcessesUpdated,
     SourceFailed,
     StackUpdated,
     TalkersUpdated,
 )
+from netdash.ui.names import REPAINT_EVERY, NamedTable, NameOptions, Names
 from netdash.ui.panes.connection_rows import ConnectionsFeed, ConnectionsUpdate
 from netdash.ui.panes.connections import ConnectionsPane, socket_trail
 from netdash.ui.panes.firewall import FirewallPane
@@ -148,6 +152,7 @@ class NetdashApp(App[int]):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help"),
         Binding("p", "toggle_pause", "Pause"),
+        Binding("n", "toggle_names", "Names"),
         Binding("escape", "back", "Back", show=False),
         Binding("1", "show_tab(0)", "Connections", show=False),
         Binding("2", "show_tab(1)", "Interfaces", show=False),
@@ -176,8 +181,13 @@ class NetdashApp(App[int]):
         firewall: FirewallSampler | None = None,
         conntrack: ConntrackSampler | None = None,
         stack: StackSampler | None = None,
+        names: NameOptions | None = None,
     ) -> None:
         super().__init__()
+        # Names (`n`): nothing is read or started before the first `n`.
+        self.names = Names(names or NameOptions(), lambda: self.post_message(NamesChanged()))
+        self._names_timer: Timer | None = None
+        self._names_painted = 0.0  # time.monotonic() of the last repaint for names
         self.live = live  # False on a recording: never read this machine's /proc for its pids
         self.sampler = sampler
         self.host = host
@@ -283,6 +293,9 @@ class NetdashApp(App[int]):
         # keys the footer shows.
         self.query_one(Tabs).can_focus = False
         self._processes_pane = self.query_one(ProcessesPane)
+        for table in self.query(NamedTable):
+            table.names = self.names
+        self.query_one(ConnectionsPane).names = self.query_one(FirewallPane).names = self.names
         self._focus_tab(TABS[0][0])
         self.sampler.unix = False
         self.gc_policy.start()
@@ -325,6 +338,7 @@ class NetdashApp(App[int]):
             if source is not None:
                 source.close()
         self._stop_journal()
+        self.names.close()
         self.gc_policy.stop()
 
     # -- the sampling thread -------------------------------------------------------------------
@@ -648,6 +662,50 @@ class NetdashApp(App[int]):
             if talkers is not None:
                 self.query_one(InterfacesPane).apply_talkers(talkers)
 
+    def action_toggle_names(self) -> None:
+        """``n``: names for addresses and ports, or numbers again (the default, like ss -n).
+        The first time, the resolver is built in a worker thread: files are read there."""
+        names = self.names
+        if names.enabled:
+            names.stop()
+        elif names.start():
+            self.run_worker(self._load_names, thread=True, group="names", exit_on_error=False)
+        self._repaint_names()
+
+    def _load_names(self) -> None:
+        try:
+            self.names.load()
+        finally:
+            self.post_message(NamesChanged(loaded=True))
+
+    @on(NamesChanged)
+    def _names_changed(self, message: NamesChanged) -> None:
+        """Repaint for names at most every REPAINT_EVERY seconds: a burst of answers is one."""
+        names = self.names
+        if message.loaded and names.enabled:
+            said = names.error or f"via {names.source}"
+            severity = "warning" if names.error else "information"
+            self.notify(said, title="names", severity=severity, markup=False)
+        if self._names_timer is not None:
+            return
+        wait = self._names_painted + REPAINT_EVERY - time.monotonic()
+        if wait > 0 and not message.loaded:
+            self._names_timer = self.set_timer(wait, self._repaint_names)
+        else:
+            self._repaint_names()
+
+    def _repaint_names(self) -> None:
+        """Draw the named tables and views again (they ask for names of what they draw)."""
+        if self._names_timer is not None:
+            self._names_timer.stop()
+        self._names_timer = None
+        self._names_painted = time.monotonic()
+        self.names.repainting()
+        self.query_one(ConnectionsPane).names_changed()
+        for view in self.query(TalkersView):
+            view.table.names_changed()
+        self.query_one(FirewallPane).names_changed()
+
     def action_show_tab(self, index: int) -> None:
         """Number keys: straight to a tab, its table focused (the keys shown are its keys)."""
         tab_id = TABS[index][0]
@@ -726,6 +784,7 @@ def build_live_app(args: argparse.Namespace) -> NetdashApp:
         firewall=FirewallReader(netns=target),
         conntrack=ConntrackReader(netns=target),
         stack=StackReader(netns=target),
+        names=NameOptions.from_args(args),
     )
 
 
@@ -754,7 +813,13 @@ def journal_opener(args: argparse.Namespace) -> JournalOpener:
     return open_journal
 
 
-def build_replay_app(path: Path, interval: float = 1.0, *, autostart: bool = True) -> NetdashApp:
+def build_replay_app(
+    path: Path,
+    interval: float = 1.0,
+    *,
+    autostart: bool = True,
+    names: NameOptions | None = None,
+) -> NetdashApp:
     """The real app on a recording: for `--replay`, the UI tests and the screenshots."""
     from netdash.record import ReplaySampler, read_recording
 
@@ -773,6 +838,7 @@ def build_replay_app(path: Path, interval: float = 1.0, *, autostart: bool = Tru
         live=False,
         links=links,
         routes=recording.routing,
+        names=names,
     )
 
 
@@ -799,7 +865,7 @@ class ReplayLinks:
 
 def run_app(args: argparse.Namespace) -> int:
     if args.replay is not None:
-        app = build_replay_app(args.replay, args.interval)
+        app = build_replay_app(args.replay, args.interval, names=NameOptions.from_args(args))
     else:
         app = build_live_app(args)
     app.run()

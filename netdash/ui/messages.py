@@ -88,6 +88,18 @@ class StackUpdated(Message):
         self.frame = frame
 
 
+class NamesChanged(Message):
+    """Names arrived (from the reverse resolver's threads) or their sources were read
+    (``loaded``): the named tables repaint. One queued is enough: later ones fold into it."""
+
+    def __init__(self, loaded: bool = False) -> None:
+        super().__init__()
+        self.loaded = loaded
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, NamesChanged) and (self.loaded or not message.loaded)
+
+
 class SourceFailed(Message):
     """A source raised; the pane says so and keeps its last good data."""
 

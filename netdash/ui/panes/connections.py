@@ -9,7 +9,7 @@ the UNIX toggle are switched by their own keys.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from rich.text import Text
 from textual import on
@@ -25,6 +25,7 @@ from textual.widgets import Input
 from netdash.model import HostInfo
 from netdash.query import Query, QueryError, compile_query
 from netdash.textsafe import visible
+from netdash.ui.names import NamedTable, Names, names_label
 from netdash.ui.panes.connection_filter import ConnFilter, split_query
 from netdash.ui.panes.connection_groups import (
     GROUP_COLUMNS,
@@ -42,7 +43,7 @@ from netdash.ui.panes.connection_rows import (
     ConnRow,
     ViewSpec,
 )
-from netdash.ui.tableview import TableView
+from netdash.ui.tableview import Row, TableView
 from netdash.ui.widgets.state_summary import StateSummary
 from netdash.ui.widgets.virtual_table import VirtualTable
 
@@ -54,6 +55,36 @@ _VIEW_STATES: dict[str, frozenset[str]] = {
 #: Columns that say nothing about a listening socket; the listening view hides them and shows
 #: how full the accept queue is instead.
 LISTEN_HIDDEN = ("remote", "rtt", "retrans", "rx", "tx")
+_LOCAL, _REMOTE = COLUMN_INDEX["local"], COLUMN_INDEX["remote"]
+
+
+def named_socket_cells(
+    row: ConnRow, cells: tuple[str, ...], names: Names, widths: Mapping[int, int]
+) -> tuple[str, ...]:
+    """A drawn socket with names (``n``): the remote host's name and both ports' services
+    (``example.com:https``, ``0.0.0.0:ssh``); the local address stays a number, as it says
+    which interface."""
+    sock = row.sock
+    if sock.proto == "unix":
+        return cells
+    proto = sock.proto
+    local = names.endpoint(sock.local_addr, sock.local_port, proto, sock.interface, resolve=False)
+    remote = names.endpoint(sock.remote_addr, sock.remote_port, proto, width=widths.get(_REMOTE))
+    return (*cells[:_LOCAL], local, remote, *cells[_REMOTE + 1 :])
+
+
+def named_group_cells(
+    row: Row, cells: tuple[str, ...], names: Names, widths: Mapping[int, int]
+) -> tuple[str, ...]:
+    """A drawn group with names: a remote host group's label is the host's name."""
+    entry = row.data
+    if (
+        isinstance(entry, GroupEntry)
+        and entry.field == "remote host"
+        and isinstance(entry.value, str)
+    ):
+        return (names.host(entry.value), *cells[1:])
+    return cells
 
 
 class FilterStatus(Widget):
@@ -162,6 +193,7 @@ class ConnectionsPane(Vertical):
         self.group_view = TableView(sort_column=1, reverse=True)
         self.filter_error: str | None = None
         self.last_update: ConnectionsUpdate | None = None
+        self.names: Names | None = None  # set by the app: said in the status line when on
 
     def compose(self) -> ComposeResult:
         yield StateSummary(id="summary")
@@ -170,8 +202,8 @@ class ConnectionsPane(Vertical):
             placeholder="filter: state:estab port:443 proc:nginx addr:10.0.0.0/8 !state:listen",
             id="filter-input",
         )
-        yield VirtualTable(COLUMNS, id="sockets")
-        yield VirtualTable(GROUP_COLUMNS, id="groups")
+        yield NamedTable(COLUMNS, namer=named_socket_cells, id="sockets")
+        yield NamedTable(GROUP_COLUMNS, namer=named_group_cells, id="groups")
 
     def on_mount(self) -> None:
         self.filter_input.display = False
@@ -281,11 +313,20 @@ class ConnectionsPane(Vertical):
             parts.append((f"in group: {visible(self.group_entry.label)}", "bold cyan"))
         if self.query and not self.query.empty:
             parts.append((f"filter: {visible(self.query.text)}", "bold magenta"))
+        said = names_label(self.names) if self.names is not None else None
+        if said is not None:
+            parts.append(said)
         if self.filter_error:
             parts.append((self.filter_error, "bold red"))
         elif self.grouped:
             parts.append(("Enter: show a group's sockets · g: next grouping · Esc: ungroup", "dim"))
         self.query_one(FilterStatus).show(parts)
+
+    def names_changed(self) -> None:
+        """Names came, went or changed: redraw both tables and say which resolver."""
+        self.table.names_changed()
+        self.group_table.names_changed()
+        self._show_status()
 
     def action_open_filter(self) -> None:
         self._query_before_edit = self.query

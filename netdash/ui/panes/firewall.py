@@ -9,7 +9,7 @@ is said in the summary line, never shown as an empty table.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from rich.table import Table
 from rich.text import Text
@@ -25,6 +25,7 @@ from netdash.model import FirewallSample
 from netdash.query import QueryError
 from netdash.textsafe import visible
 from netdash.ui.format import human_count
+from netdash.ui.names import Names
 from netdash.ui.panes.firewall_rows import (
     COLUMNS,
     INDEX,
@@ -89,8 +90,9 @@ def conntrack_summary(frame: ConntrackFrame) -> Text:
     return text
 
 
-def conntrack_table(frame: ConntrackFrame) -> Table:
-    """The conntrack view: counts by state and protocol, top addresses, the stats as rates."""
+def conntrack_table(frame: ConntrackFrame, host: Callable[[str], str] = str) -> Table:
+    """The conntrack view: counts by state and protocol, top addresses (through ``host``: their
+    names when names are on), the stats as rates."""
     sample = frame.sample
     grid = Table.grid(padding=(0, 3))
     for _ in range(4):
@@ -100,8 +102,8 @@ def conntrack_table(frame: ConntrackFrame) -> Table:
     columns = [
         sorted(sample.by_state.items(), key=lambda item: -item[1]),
         sorted(sample.by_proto.items(), key=lambda item: -item[1]),
-        list(sample.top_sources),
-        list(sample.top_destinations),
+        [(host(addr), count) for addr, count in sample.top_sources],
+        [(host(addr), count) for addr, count in sample.top_destinations],
     ]
     for line in range(max((len(column) for column in columns), default=0)):
         cells = []
@@ -153,6 +155,8 @@ class FirewallPane(Vertical):
         self.hot = False
         self.error: str | None = None
         self.conntrack: Text | None = None
+        self.conntrack_frame: ConntrackFrame | None = None
+        self.names: Names | None = None  # set by the app: conntrack's top addresses by name
 
     def compose(self) -> ComposeResult:
         yield Static("", id="firewall-summary")
@@ -174,6 +178,7 @@ class FirewallPane(Vertical):
         view.display = not view.display
         self.table.display = not view.display
         (view if view.display else self.table).focus()
+        self._show_conntrack_table()  # names are asked only for what is on screen
 
     @property
     def table(self) -> VirtualTable:
@@ -193,8 +198,23 @@ class FirewallPane(Vertical):
             self.conntrack = Text(f"conntrack: {visible(error or 'not read')}", style="yellow")
         else:
             self.conntrack = conntrack_summary(frame)
-            self.query_one("#conntrack-text", Static).update(conntrack_table(frame))
+            self.conntrack_frame = frame
+            self._show_conntrack_table()
         self._show_summary()
+
+    def _show_conntrack_table(self) -> None:
+        frame = self.conntrack_frame
+        if frame is None:
+            return
+        names = self.names
+        shown = self.query_one("#conntrack-view").display
+        host = names.host if names is not None and names.active and shown else str
+        self.query_one("#conntrack-text", Static).update(conntrack_table(frame, host))
+
+    def names_changed(self) -> None:
+        """Names came, went or changed: the conntrack view again, if it is shown."""
+        if self.query_one("#conntrack-view").display:
+            self._show_conntrack_table()
 
     def show_error(self, error: str) -> None:
         self.error = error

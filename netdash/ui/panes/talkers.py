@@ -7,7 +7,7 @@ down: a host or port to the Connections tab filtered to it, a process to its Pro
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 
 from rich.text import Text
 from textual import on
@@ -19,6 +19,7 @@ from textual.widgets import Static
 from netdash.talkers import Grouping, Talker, TalkersFrame
 from netdash.textsafe import visible
 from netdash.ui.format import human_rate
+from netdash.ui.names import NamedTable, Names
 from netdash.ui.tableview import Column, Row, TableView
 from netdash.ui.widgets.virtual_table import VirtualTable
 
@@ -102,15 +103,32 @@ class TalkersView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="talkers-title")
-        yield VirtualTable(talker_columns(self.processes), activate_label="Drill down")
+        yield NamedTable(
+            talker_columns(self.processes), namer=self._named_cells, activate_label="Drill down"
+        )
 
     def on_mount(self) -> None:
         self.table.set_view(self.view)
         self._show_title()
 
     @property
-    def table(self) -> VirtualTable:
-        return self.query_one(VirtualTable)
+    def table(self) -> NamedTable:
+        return self.query_one(NamedTable)
+
+    def _named_cells(
+        self, row: Row, cells: tuple[str, ...], names: Names, widths: Mapping[int, int]
+    ) -> tuple[str, ...]:
+        """A drawn entry with names (``n``): a host's name, ``name:https``, a port's service."""
+        key = row.key
+        if self.grouping == "hosts" and isinstance(key, str):
+            label = names.host(key)
+        elif self.grouping == "host_ports" and isinstance(key, tuple) and len(key) == 2:
+            label = names.endpoint(key[0], key[1], "tcp", width=widths.get(0))
+        elif self.grouping == "local_ports" and isinstance(key, int):
+            label = names.service(key, "tcp") or cells[0]
+        else:
+            return cells
+        return (label, *cells[1:])
 
     def show_frame(self, frame: TalkersFrame) -> None:
         self.frame = frame

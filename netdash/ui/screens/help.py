@@ -14,6 +14,11 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("q, Ctrl+C", "quit"),
     ("?", "this help"),
     ("1-6, Tab", "Connections, Interfaces, Processes, Journal, Firewall, Diagnose; Tab cycles"),
+    (
+        "n",
+        "names: remote hosts by reverse DNS (/etc/hosts first), ports by /etc/services, in"
+        " Connections, talkers and conntrack; n again: numbers (the default, like ss -n)",
+    ),
     ("", ""),
     ("Connections", ""),
     ("/", "filter (Enter applies, Esc restores)"),
