@@ -28,7 +28,7 @@ from netdash.cli import build_parser
 from netdash.engine import Poller
 from netdash.model import ConntrackSample
 from netdash.ui.app import NetdashApp, build_replay_app
-from netdash.ui.names import NameOptions
+from netdash.ui.names import NameOptions, Names
 from netdash.ui.panes.connections import ConnectionsPane, FilterStatus
 from netdash.ui.panes.firewall import FirewallPane
 from netdash.ui.panes.talkers import TalkersView
@@ -290,3 +290,77 @@ async def test_resolv_conf_and_the_command_line(tmp_path, files):
             assert "the host's" in said  # --netns by setns keeps the host's file: said
     args = build_parser().parse_args(["--nameserver", "[::1]:5353", "--nameserver", "127.0.0.9"])
     assert NameOptions.from_args(args).nameservers == (("::1", 5353), ("127.0.0.9", 53))
+
+
+async def test_a_burst_of_answers_is_one_repaint(files):
+    app = build_replay_app(CONNECTIONS, autostart=False, names=NameOptions(hosts=files[0]))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await load(app, pilot)
+        pane = app.query_one(ConnectionsPane)
+        repaints: list[float] = []
+        repaint = pane.names_changed
+        pane.names_changed = lambda: (repaints.append(time.monotonic()), repaint())  # type: ignore[method-assign]
+        answers = [
+            threading.Thread(target=app.names._resolved, args=(f"192.0.2.{n}", f"h{n}.test"))
+            for n in range(50)
+        ]  # as the resolver's threads call back, all at once
+        for thread in answers:
+            thread.start()
+        for thread in answers:
+            thread.join()
+        await pilot.pause(0.5)
+        assert 1 <= len(repaints) <= 2
+        if len(repaints) == 2:
+            assert repaints[1] - repaints[0] >= 0.14  # REPAINT_EVERY apart
+
+
+def counting_names(opts: NameOptions) -> tuple[Names, list[int]]:
+    calls: list[int] = []
+    names = Names(opts, lambda: calls.append(1))
+    assert names.start()
+    names.load()
+    return names, calls
+
+
+def test_an_address_refused_by_the_in_flight_cap_is_asked_after_the_next_answer(files):
+    with zone_server(lab_address(67), responder({}, frozenset({V4}))) as server:
+        names, calls = counting_names(options(server, files, timeout=0.3))
+        try:
+            assert names.resolver is not None
+            names.resolver.max_in_flight = 1
+            assert names.name_of(V4) is None  # asked; the server stays silent
+            assert names.name_of(V6) is None  # refused: the only slot is taken
+            deadline = time.monotonic() + 3
+            while not calls:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert ptr_asked(server, V6) == 0  # a repaint was asked for: it will ask again
+            names.repainting()
+            assert names.name_of(V6) is None
+            while names.resolver.in_flight:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert ptr_asked(server, V6) == 1
+            assert len(calls) == 1  # NXDOMAIN for a number already shown: nothing to repaint
+        finally:
+            names.close()
+
+
+def test_a_name_past_its_ttl_stays_shown_while_it_is_asked_again(files):
+    with zone_server(lab_address(68), responder({V4: "short.names.test."}, ttl=1)) as server:
+        names, calls = counting_names(options(server, files))
+        try:
+            assert names.name_of(V4) is None
+            deadline = time.monotonic() + 3
+            while names.name_of(V4) is None:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert len(calls) == 1 and ptr_asked(server, V4) == 1
+            time.sleep(1.1)  # the TTL runs out
+            assert names.name_of(V4) == "short.names.test"  # the old name, asked again
+            while ptr_asked(server, V4) < 2 or names.resolver.in_flight:
+                assert time.monotonic() < deadline + 1.1
+                time.sleep(0.02)
+            assert len(calls) == 1  # the same name: no repaint
+        finally:
+            names.close()

@@ -167,11 +167,12 @@ class Names:
         resolver = self.resolver
         if addr is None or resolver is None or not self.enabled:
             return None
+        if resolver.in_flight >= resolver.max_in_flight:
+            with self._lock:  # said first: a lookup that finishes from now on sees it
+                self._refused = True
         name = resolver.name_of(addr)
         if name is not None:
             return name
-        if resolver.in_flight >= resolver.max_in_flight:
-            self._refused = True
         return self._known.get(_key(addr))
 
     def host(self, addr: str) -> str:
