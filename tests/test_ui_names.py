@@ -7,10 +7,12 @@ off. The hosts and services files are the test's own (no machine's /etc/hosts an
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import dns.flags
@@ -271,15 +273,33 @@ def on_port_53(names: dict[str, str]) -> Iterator[ZoneServer]:
         server.close()
 
 
+@contextmanager
+def netns_resolv_conf(name: str) -> Iterator[Path]:
+    """/etc/netns/NAME/resolv.conf, what `ip netns exec NAME` would bind-mount (removed after)."""
+    folder = Path("/etc/netns", name)
+    made_parent = not folder.parent.exists()
+    folder.mkdir(parents=True)
+    try:
+        (folder / "resolv.conf").write_text("nameserver 192.0.2.53\n")
+        yield folder / "resolv.conf"
+    finally:
+        shutil.rmtree(folder)
+        if made_parent:
+            with suppress(OSError):  # another test's namespace file may be there by now
+                folder.parent.rmdir()
+
+
 @needs_root
 async def test_resolv_conf_and_the_command_line(tmp_path, files):
-    with on_port_53({V4: "viaresolv.test."}) as server:
+    netns = f"nd-names-{os.getpid()}"
+    with on_port_53({V4: "viaresolv.test."}) as server, netns_resolv_conf(netns) as own:
         resolv_conf = tmp_path / "resolv.conf"
         resolv_conf.write_text(f"search names.test\nnameserver {server.address[0]}\n")
-        args = build_parser().parse_args(["--resolv-conf", str(resolv_conf), "--netns", "x"])
+        args = build_parser().parse_args(["--resolv-conf", str(resolv_conf), "--netns", netns])
         from_args = NameOptions.from_args(args)
         assert from_args.resolv_conf == resolv_conf and from_args.nameservers == ()
-        named = NameOptions(resolv_conf=resolv_conf, hosts=files[0], services=files[1], netns="x")
+        assert from_args.netns == netns
+        named = NameOptions(resolv_conf=resolv_conf, hosts=files[0], services=files[1], netns=netns)
         app = build_replay_app(CONNECTIONS, autostart=False, names=named)
         async with app.run_test(size=(140, 110)) as pilot:
             await load(app, pilot)
@@ -288,6 +308,7 @@ async def test_resolv_conf_and_the_command_line(tmp_path, files):
             said = status(app)
             assert f"names via {server.address[0]}:53 from {resolv_conf}" in said
             assert "the host's" in said  # --netns by setns keeps the host's file: said
+            assert f"--resolv-conf {own} for the namespace's" in said
     args = build_parser().parse_args(["--nameserver", "[::1]:5353", "--nameserver", "127.0.0.9"])
     assert NameOptions.from_args(args).nameservers == (("::1", 5353), ("127.0.0.9", 53))
 

@@ -64,11 +64,11 @@ class NameOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> NameOptions:
-        netns = getattr(args, "netns", None) or getattr(args, "netns_pid", None)
+        pid = getattr(args, "netns_pid", None)
         return cls(
             nameservers=tuple(getattr(args, "nameserver", None) or ()),
             resolv_conf=getattr(args, "resolv_conf", None) or Path("/etc/resolv.conf"),
-            netns=None if netns is None else str(netns),
+            netns=getattr(args, "netns", None) or (None if pid is None else f"pid {pid}"),
         )
 
 
@@ -138,7 +138,13 @@ class Names:
             listed = ", ".join(format_server(server) for server in options.nameservers)
             return options.nameservers, f"{listed} (--nameserver)", None
         servers, error = nameservers(options.resolv_conf)
-        whose = " (the host's: --netns enters by setns)" if options.netns else ""
+        whose = ""
+        if options.netns:
+            whose = " (the host's: --netns enters by setns"
+            own = Path("/etc/netns", options.netns, "resolv.conf")
+            if own.is_file() and own != options.resolv_conf:  # what `ip netns exec` would use
+                whose += f"; --resolv-conf {own} for the namespace's"
+            whose += ")"
         listed = ", ".join(format_server(server) for server in servers) or "no nameserver"
         stub = ", systemd-resolved" if any(addr == SYSTEMD_STUB for addr, _ in servers) else ""
         return tuple(servers), f"{listed} from {options.resolv_conf}{whose}{stub}", error
