@@ -312,7 +312,12 @@ class _Run:
         )
         self.facts.connect = result
         status, detail = connect_step(result)
-        self.report("connect", status, detail, started)
+        try:
+            self.report("connect", status, detail, started)
+        except DiagnosisCancelled:
+            if sock is not None:
+                sock.close()
+            raise
         return sock
 
     def after_connect(self, sock: socket.socket) -> None:

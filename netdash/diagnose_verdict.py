@@ -58,7 +58,10 @@ def verdict(facts: Facts) -> str:
     if result.outcome == "timeout":
         return _timeout(facts, result)
     if result.outcome == "reset":
-        return f"reset: {facts.where} reset the connection while it was being set up"
+        return (  # the handshake completed, then a RST came before connect() returned
+            f"reset: {facts.where} reset the connection as soon as it was made: the service "
+            "behind the port (a wrapper, a proxy without backend, a connection limit)"
+        )
     return _unreachable(facts, result)
 
 

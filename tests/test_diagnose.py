@@ -199,7 +199,12 @@ def test_a_healthy_tls_server_is_reachable_with_its_certificate(lab: DiagLab) ->
 def test_a_peer_that_resets_at_once_is_reset(lab: DiagLab) -> None:
     result = run(lab, f"{ADDR_B}:{RESET}")
     assert result.token == "reset", result.verdict
-    assert step(result, "peer").detail == "the peer reset it at once"
+    assert "reset" in result.verdict.split(":", 1)[1]
+    # The RST may even beat connect()'s return: then connect() itself says ECONNRESET.
+    last = result.steps[-1]
+    assert (last.name, last.detail) == ("peer", "the peer reset it at once") or (
+        last.name == "connect" and last.detail.startswith("ECONNRESET")
+    ), last
 
 
 @needs_root
