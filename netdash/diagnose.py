@@ -272,10 +272,9 @@ class _Run:
             self.report("route", "skip", str(err), started)
             return None
         self.report("route", status, detail, started)
-        if packet is not None:
-            started = time.perf_counter()
-            status, detail = interface_step(self.facts, self.options.netns)
-            self.report("interface", status, detail, started)
+        started = time.perf_counter()
+        status, detail = interface_step(self.facts, self.options.netns)
+        self.report("interface", status, detail, started)
         return packet
 
     def firewall(self, packet: Packet) -> None:

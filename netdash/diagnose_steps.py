@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from netdash.diagnose_connect import ConnectResult, PeerCheck, TlsSummary
 from netdash.diagnose_firewall import Packet
 from netdash.diagnose_verdict import Facts, accepts, socket_text, tls_text
-from netdash.model import FirewallSample
+from netdash.model import FirewallSample, Link
 from netdash.netns import NetnsTarget
 from netdash.sources.errors import SourceError
 
@@ -52,28 +52,54 @@ def route_step(facts: Facts, routes: RouteReader) -> tuple[str, str, Packet | No
 
 
 def interface_step(facts: Facts, netns: NetnsTarget) -> tuple[str, str]:
-    """The state of the route's interface (DOWN or no carrier explains a lot)."""
+    """The state of the route's interface (DOWN or no carrier explains a lot); with no route,
+    the interfaces that are down, since a link going down takes its routes with it."""
     from netdash.sources.links import LinkReader
 
     dev = facts.route.dev if facts.route is not None else None
-    if dev is None:
-        return "skip", "no interface"
     try:
         with LinkReader(netns) as reader:
             links = reader.read_links()
     except SourceError as err:
-        return "skip", f"{dev}: {err}"
+        return "skip", f"{dev or 'interfaces'}: {err}"
+    if dev is None:
+        down = [link for link in links if link.operstate not in UP_STATES]
+        covering = [link.name for link in down if _on_link(link, facts.address)]
+        facts.links_down = ", ".join(covering) or None
+        if down:
+            texts = "; ".join(link_text(link) for link in down)
+            return "warn", f"no route, and these interfaces are down: {texts}"
+        return "ok", "no route; every interface is up"
     link = next((link for link in links if link.name == dev), None)
     if link is None:
         return "warn", f"{dev}: not found among the interfaces"
-    detail = f"{dev} {link.operstate}, mtu {link.mtu}"
-    if link.addresses:
-        detail += f", {' '.join(link.addresses)}"
     if link.operstate in UP_STATES:
-        return "ok", detail
-    if link.carrier is False:
-        detail += " (no carrier: cable, peer or the other end of the veth is down)"
-    return "fail", detail
+        return "ok", link_text(link)
+    return "fail", link_text(link)
+
+
+def _on_link(link: Link, addr: str | None) -> bool:
+    """Whether one of the link's own prefixes holds ``addr`` (its route left with it)."""
+    if addr is None:
+        return False
+    target = ipaddress.ip_address(addr)
+    for text in link.addresses:
+        network = ipaddress.ip_network(text, strict=False)
+        if network.version == target.version and target in network:
+            return True
+    return False
+
+
+def link_text(link: Link) -> str:
+    """``eth0 UP, mtu 1500, 10.0.0.1/24``, and why a down link is down when it is known."""
+    text = f"{link.name} {link.operstate}, mtu {link.mtu}"
+    if link.addresses:
+        text += f", {' '.join(link.addresses)}"
+    if "UP" not in link.flags:
+        text += " (set down: ip link set dev NAME up)".replace("NAME", link.name)
+    elif link.carrier is False:
+        text += " (no carrier: the cable, the switch port or the veth's other end is down)"
+    return text
 
 
 def firewall_step(netns: NetnsTarget) -> tuple[FirewallSample | None, str | None]:

@@ -34,6 +34,7 @@ class Facts:
     local: bool = False
     firewall: FirewallPath | None = None
     listeners: tuple[Socket, ...] | None = None  # TCP LISTEN sockets on the port (local only)
+    links_down: str | None = None  # with no route: the down interfaces whose prefix holds it
     connect: ConnectResult | None = None
     tls: TlsSummary | None = None
     peer: PeerCheck | None = None
@@ -200,7 +201,8 @@ def _unreachable(facts: Facts, result: ConnectResult) -> str:
         return f"rejected: {result.error}: by the local firewall: {_rule_text(hit)}"
     route = facts.route
     if route is not None and route.error is not None:
-        return f"unreachable: no route to {facts.address} ({route.error}): check `ip route`"
+        hint = f": {facts.links_down} is down" if facts.links_down else ": check `ip route`"
+        return f"unreachable: no route to {facts.address} ({route.error}){hint}"
     if icmp is not None:
         return f"unreachable: {icmp.source} answered ICMP {icmp.name} (connect: {result.error})"
     if result.outcome == "host-unreachable" and not result.icmp_watched and result.ms < FAST_MS:

@@ -31,7 +31,8 @@ from netdash.diagnose_firewall import Packet, firewall_path
 from netdash.diagnose_rules import iptables_conditions, nft_conditions, reject_kind
 from netdash.diagnose_verdict import TOKENS
 from netdash.model import FirewallChain, FirewallRule, FirewallSample
-from tests.conftest import needs_root, skip_unless_root
+from netdash.netns import resolve_netns
+from tests.conftest import needs_root, skip_unless_root, temporary_netns
 from tests.diaglab import (
     ADDR6_B,
     ADDR_A,
@@ -45,6 +46,7 @@ from tests.diaglab import (
     DiagLab,
     diag_lab,
 )
+from tests.vethlab import ip
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = "type filter hook output priority 0; policy accept;"
@@ -170,6 +172,19 @@ def test_no_route_is_unreachable(lab: DiagLab) -> None:
     assert "no route to 192.0.2.1 (Network is unreachable)" in result.verdict
     assert step(result, "route").status == "fail"
     assert "ENETUNREACH" in step(result, "connect").detail
+
+
+@needs_root
+def test_no_route_because_the_interface_is_down_says_so() -> None:
+    with temporary_netns("diagdown") as name:
+        ip("-n", name, "link", "add", "x0", "type", "veth", "peer", "name", "x1")
+        ip("-n", name, "addr", "add", "10.203.0.1/24", "dev", "x0")
+        result = diagnose("10.203.0.2:80", DiagnoseOptions(netns=resolve_netns(name)))
+    assert result.token == "unreachable"
+    assert result.verdict.endswith("(Network is unreachable): x0 is down")
+    interface = step(result, "interface")
+    assert interface.status == "warn"
+    assert "x0 DOWN, mtu 1500, 10.203.0.1/24 (set down: ip link set dev x0 up)" in interface.detail
 
 
 @needs_root
