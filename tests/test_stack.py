@@ -6,6 +6,11 @@ The overflows: a listener with backlog 1 that never accepts, inside a fresh name
 more connections than its accept queue holds. The kernel drops the extra SYNs and handshakes
 and counts them (net/ipv4/tcp_input.c, tcp_conn_request: ``LINUX_MIB_LISTENOVERFLOWS``, then
 ``tcp_listendrop``), in that namespace only.
+
+The retransmits: 4 MiB over a veth pair whose receiving end drops one data packet in four with
+nft (tests/losslab.py; this kernel has no netem). The sending namespace counts them
+(``Tcp.RetransSegs``, ``TcpExt.TCPFastRetrans``), at least the dropped payload over the MSS;
+the receiving namespace and the host do not.
 """
 
 from __future__ import annotations
@@ -36,9 +41,13 @@ from netdash.sources.stack import (
     split_counters,
 )
 from tests.conftest import needs_root
+from tests.losslab import drops, lossy_veth_lab, transfer_across
 
 REPO = Path(__file__).resolve().parent.parent
 OVERFLOWS, DROPS = "TcpExt.ListenOverflows", "TcpExt.ListenDrops"
+RETRANS, FAST_RETRANS = "Tcp.RetransSegs", "TcpExt.TCPFastRetrans"
+#: Counters a lossy transfer moves, for the nstat comparison (some may stay at 0 in a run).
+LOSS_COUNTERS = (RETRANS, FAST_RETRANS, "TcpExt.TCPLostRetransmit", "TcpExt.TCPTimeouts")
 
 # ------------------------------------------------------------------- recorded text
 
@@ -263,6 +272,46 @@ def test_listen_overflows_move_in_the_namespace_only(netns: str) -> None:
     # by as many as this test caused in the namespace in the same instant).
     host_moved = host_after.counters[OVERFLOWS] - host_before.counters[OVERFLOWS]
     assert host_moved < overflows
+
+
+@needs_root
+def test_retransmits_move_in_the_sending_namespace_only() -> None:
+    """4 MiB from a to b over a veth where b's nft drops one data packet in four: a's reader sees
+    the retransmits (at least the dropped payload over the MSS), b's and the host's do not."""
+    with (
+        lossy_veth_lab(every=4) as lab,
+        StackReader(resolve_netns(lab.a)) as sender,
+        StackReader(resolve_netns(lab.b)) as receiver,
+        StackReader() as host,
+    ):
+        tracker = StackTracker()
+        before = tracker.update(sampled_in_a_thread(sender)).sample
+        receiver_before, host_before = sampled_in_a_thread(receiver), sampled_in_a_thread(host)
+        with transfer_across(lab, 4 << 20) as transfer:
+            receiver_after = sampled_in_a_thread(receiver)
+            after = sampled_in_a_thread(sender)
+            host_after = sampled_in_a_thread(host)
+            oracle = nstat(lab.a)
+        dropped = drops(lab)
+    frame = tracker.update(after)
+    retransmitted = after.counters[RETRANS] - before.counters[RETRANS]
+    assert transfer.seconds < 8, transfer
+    assert dropped.packets >= 5, dropped
+    assert retransmitted >= dropped.payload_segments(transfer.mss) > 100, (dropped, transfer)
+    assert {RETRANS, FAST_RETRANS} <= frame.moving
+    rate = frame.rates[RETRANS]
+    assert frame.seconds is not None and rate == pytest.approx(retransmitted / frame.seconds)
+    assert rate > 0
+    # nothing else ran in a, and the data were all acknowledged: the counters agree exactly.
+    for name in LOSS_COUNTERS:
+        assert oracle[name.replace(".", "")] == after.counters[name], name
+    # b only sent a SYN-ACK, ACKs and one byte, none of them dropped: it retransmitted nothing.
+    assert receiver_after.counters[RETRANS] == receiver_before.counters[RETRANS]
+    assert (
+        receiver_after.counters["Tcp.PassiveOpens"] > receiver_before.counters["Tcp.PassiveOpens"]
+    )
+    # Other jobs may retransmit on the host meanwhile, but not this many in the same second.
+    assert host_after.counters[RETRANS] - host_before.counters[RETRANS] < retransmitted
 
 
 @needs_root
