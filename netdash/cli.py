@@ -121,7 +121,7 @@ def add_journal_options(parser: argparse.ArgumentParser, *, sub: bool = False) -
 
 def add_names_options(parser: argparse.ArgumentParser) -> None:
     """Where the TUI's names (``n``) come from; the same argument types as ``netdash dns``."""
-    from netdash.dump_dns import server_argument
+    from netdash.dump_dns import root_hints_argument, server_argument
 
     parser.add_argument(
         "--nameserver",
@@ -137,6 +137,13 @@ def add_names_options(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="read the nameservers for names (n) from PATH (default /etc/resolv.conf; with "
         "--netns still the host's, as setns does not swap it: pass /etc/netns/NAME/resolv.conf)",
+    )
+    parser.add_argument(
+        "--root-hints",
+        type=root_hints_argument,
+        metavar="FILE_OR_ADDR[:PORT],...",
+        help="where the resolver view's +trace starts: named.root files and/or addresses "
+        "(default: IANA's, built in); their port is used for every server of the trace",
     )
 
 
@@ -262,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     from netdash.dump_dns import add_dns_parser
 
     add_dns_parser(commands)
+    from netdash.dump_diagnose import add_diagnose_parser
+
+    add_diagnose_parser(commands)
     record = commands.add_parser("record", help="record samples to a file for --replay")
     record.add_argument("output", type=Path, help="file to write")
     record.add_argument("--samples", type=positive_int, default=5)
@@ -468,6 +478,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_dump_cgroups(args)
         if args.command == "dump":
             return run_dump(args)
+        if args.command == "diagnose":
+            from netdash.dump_diagnose import run_diagnose
+
+            return run_diagnose(args)
         if args.command == "dns":
             from netdash.dump_dns import run_dns
 

@@ -36,6 +36,7 @@ from netdash.diagnose_steps import (
     tls_step,
 )
 from netdash.diagnose_verdict import TOKENS, Facts, verdict
+from netdash.model import Socket
 from netdash.netns import HOST, NetnsTarget
 from netdash.sources.dns import Server
 from netdash.sources.errors import SourceError
@@ -110,6 +111,23 @@ class DiagnoseOptions:
 
 class DiagnosisCancelled(Exception):
     """The caller set the cancel event; the steps so far were reported."""
+
+
+def socket_target(sock: Socket) -> str | None:
+    """What ``d`` on a connection diagnoses: its remote end, or for a listener (or an
+    unconnected socket) its own address on this host — a wildcard becomes loopback, where a
+    local client would connect. None for UNIX sockets and port 0."""
+    if sock.proto == "unix":
+        return None
+    if sock.remote_addr is not None and sock.remote_port:
+        addr, port = sock.remote_addr, sock.remote_port
+    elif sock.local_addr is not None and sock.local_port:
+        addr, port = sock.local_addr, sock.local_port
+        if ipaddress.ip_address(addr).is_unspecified:
+            addr = "::1" if sock.family == "inet6" else "127.0.0.1"
+    else:
+        return None
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
 def parse_target(text: str) -> Target:

@@ -20,8 +20,8 @@ from netdash.netns import NetnsTarget, entered
 from netdash.sources.dns import (
     Server,
     ServerAnswer,
+    config_servers,
     format_server,
-    parse_server,
     query_name,
     query_server,
     resolver_config,
@@ -55,12 +55,7 @@ def nameservers(resolv_conf: Path) -> tuple[list[Server], str | None]:
     """resolv.conf's nameservers (a line that is not an address is skipped) and, when there is
     none, why."""
     config = resolver_config(resolv_conf)
-    servers: list[Server] = []
-    for text in config.nameservers:
-        try:
-            servers.append(parse_server(text.split("%", 1)[0]))
-        except ValueError:
-            continue
+    servers = list(config_servers(config))
     if servers:
         return servers, None
     return servers, config.error or f"no nameserver in {resolv_conf}"

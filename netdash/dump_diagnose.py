@@ -87,12 +87,11 @@ def add_diagnose_parser(commands: Any) -> None:  # argparse's _SubParsersAction
         dest="nameserver",
         type=server_argument,
         action="append",
+        default=argparse.SUPPRESS,  # not given here, netdash's own (before `diagnose`) stands
         metavar="ADDR[:PORT]",
         help="ask this nameserver instead of resolv.conf's (repeatable; IPv6 as [::1]:5353)",
     )
-    parser.add_argument(
-        "--resolv-conf", type=Path, default=Path("/etc/resolv.conf"), metavar="PATH"
-    )
+    parser.add_argument("--resolv-conf", type=Path, default=argparse.SUPPRESS, metavar="PATH")
     add_netns_options(parser, sub=True)
 
 
@@ -105,9 +104,10 @@ def run_diagnose(args: argparse.Namespace) -> int:
     except SourceError as err:
         print(f"netdash: {err}", file=sys.stderr)
         return EXIT_USAGE
+    nameservers = getattr(args, "nameserver", None)
     options = DiagnoseOptions(
-        nameservers=tuple(args.nameserver) if args.nameserver else None,
-        resolv_conf=args.resolv_conf,
+        nameservers=tuple(nameservers) if nameservers else None,
+        resolv_conf=getattr(args, "resolv_conf", None) or Path("/etc/resolv.conf"),
         netns=netns,
         timeout=args.timeout,
         tls=args.tls,

@@ -82,7 +82,8 @@ def add_dns_parser(commands: Any) -> None:  # argparse's _SubParsersAction
         metavar="ADDR[:PORT]",
         help="ask this server instead of resolv.conf's (repeatable; IPv6 as [::1]:5353)",
     )
-    dns.add_argument("--resolv-conf", type=Path, default=Path("/etc/resolv.conf"), metavar="PATH")
+    # SUPPRESS: not given here, the TUI's own --resolv-conf/--root-hints (before `dns`) stand.
+    dns.add_argument("--resolv-conf", type=Path, default=argparse.SUPPRESS, metavar="PATH")
     dns.add_argument(
         "--timeout", type=timeout_seconds, default=2.0, metavar="S", help="per server (2)"
     )
@@ -92,6 +93,7 @@ def add_dns_parser(commands: Any) -> None:  # argparse's _SubParsersAction
     dns.add_argument(
         "--root-hints",
         type=root_hints_argument,
+        default=argparse.SUPPRESS,
         metavar="FILE_OR_ADDR[:PORT],...",
         help="where --trace starts: named.root files and/or addresses (IANA's built in); "
         "their port is used for every server of the trace",
@@ -103,18 +105,24 @@ def add_dns_parser(commands: Any) -> None:  # argparse's _SubParsersAction
 
 def servers_to_ask(args: argparse.Namespace) -> tuple[list[Server], ResolverConfig | None]:
     """``--server``s, or resolv.conf's nameservers (an unparsable line there is skipped)."""
-    if args.server:
-        return list(args.server), None
-    config = resolver_config(args.resolv_conf)
+    servers = args.server or getattr(args, "nameserver", None)
+    if servers:
+        return list(servers), None
+    config = resolver_config(resolv_conf_of(args))
     return list(config_servers(config)), config
 
 
+def resolv_conf_of(args: argparse.Namespace) -> Path:
+    return getattr(args, "resolv_conf", None) or Path("/etc/resolv.conf")
+
+
 def run_dns(args: argparse.Namespace) -> int:
+    args.root_hints = getattr(args, "root_hints", None)
     if args.trace or args.root_hints is not None:
         return run_trace(args)
     servers, config = servers_to_ask(args)
     if not servers:
-        where = config.error if config and config.error else f"no nameserver in {args.resolv_conf}"
+        where = (config and config.error) or f"no nameserver in {resolv_conf_of(args)}"
         print(f"netdash: {where}", file=sys.stderr)
         return 1
     try:

@@ -34,6 +34,7 @@ from netdash.model import (
     ProcessSample,
     SocketSample,
 )
+from netdash.netns import NetnsTarget
 from netdash.sources.processes import socket_counts
 from netdash.sources.stack import StackFrame, StackSample, StackTracker
 from netdash.talkers import CgroupLookup, TalkersFrame, TalkersTracker
@@ -50,9 +51,10 @@ from netdash.ui.messages import (
     StackUpdated,
     TalkersUpdated,
 )
-from netdash.ui.names import REPAINT_EVERY, NamedTable, NameOptions, Names
+from netdash.ui.names import REPAINT_EVERY, NamedTable, NameOptions, Names, names_label
 from netdash.ui.panes.connection_rows import ConnectionsFeed, ConnectionsUpdate
 from netdash.ui.panes.connections import ConnectionsPane, socket_trail
+from netdash.ui.panes.diagnose import DiagnosePane, DiagnoseSettings
 from netdash.ui.panes.firewall import FirewallPane
 from netdash.ui.panes.interfaces import InterfacesPane
 from netdash.ui.panes.journal import JournalPane
@@ -94,6 +96,7 @@ TABS: tuple[tuple[str, str], ...] = (
     ("tab-firewall", "Firewall"),
     ("tab-diagnose", "Diagnose"),
 )
+TAB_INDEX = {tab_id: index for index, (tab_id, _) in enumerate(TABS)}
 #: Seconds the journal thread waits for entries before handing over what it has (a burst of
 #: 10,000 entries a second arrives as batches of ~2,500, one repaint each).
 JOURNAL_WAIT = 0.25
@@ -182,12 +185,14 @@ class NetdashApp(App[int]):
         conntrack: ConntrackSampler | None = None,
         stack: StackSampler | None = None,
         names: NameOptions | None = None,
+        diagnose: DiagnoseSettings | None = None,
     ) -> None:
         super().__init__()
         # Names (`n`): nothing is read or started before the first `n`.
         self.names = Names(names or NameOptions(), lambda: self.post_message(NamesChanged()))
         self._names_timer: Timer | None = None
         self._names_painted = 0.0  # time.monotonic() of the last repaint for names
+        self.diagnose_settings = diagnose  # None in a replay: no resolver, no diagnosis
         self.live = live  # False on a recording: never read this machine's /proc for its pids
         self.sampler = sampler
         self.host = host
@@ -285,7 +290,7 @@ class NetdashApp(App[int]):
             with TabPane(f"5 {TABS[4][1]}", id=TABS[4][0]):
                 yield FirewallPane(id="firewall-pane")
             with TabPane(f"6 {TABS[5][1]}", id=TABS[5][0]):
-                yield StackPane(id="stack-pane")
+                yield DiagnosePane(self.diagnose_settings, id="diagnose")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -632,7 +637,24 @@ class NetdashApp(App[int]):
 
     @on(ConnectionsPane.OpenDetail)
     def _open_detail(self, message: ConnectionsPane.OpenDetail) -> None:
-        self.push_screen(SocketDetailScreen(message.entry, live=self.live))
+        # Socket memory is read only while a detail view shows it (the sampler's memory flag).
+        self._set_socket_memory(True)
+        self.push_screen(
+            SocketDetailScreen(message.entry, live=self.live),
+            callback=lambda _: self._set_socket_memory(False),
+        )
+
+    def _set_socket_memory(self, wanted: bool) -> None:
+        if getattr(self.sampler, "memory", wanted) != wanted:
+            self.sampler.memory = wanted  # type: ignore[attr-defined]
+            self.poller.poke()
+
+    @on(ConnectionsPane.Diagnose)
+    def _diagnose(self, message: ConnectionsPane.Diagnose) -> None:
+        """``d`` on a connection: the Diagnose tab's host:port checklist for it."""
+        self.action_show_tab(TAB_INDEX["tab-diagnose"])
+        if not self.query_one(DiagnosePane).diagnose(message.target):
+            self.notify("a recording cannot be diagnosed: run netdash live", severity="warning")
 
     @on(ConnectionsPane.ChooseOwner)
     def _choose_owner(self, message: ConnectionsPane.ChooseOwner) -> None:
@@ -705,6 +727,9 @@ class NetdashApp(App[int]):
         for view in self.query(TalkersView):
             view.table.names_changed()
         self.query_one(FirewallPane).names_changed()
+        status = self.query_one(StatusLine)
+        status.names = names_label(self.names)
+        status.redraw()
 
     def action_show_tab(self, index: int) -> None:
         """Number keys: straight to a tab, its table focused (the keys shown are its keys)."""
@@ -744,6 +769,9 @@ class NetdashApp(App[int]):
             self.processes_poller.poke()
 
     def _focus_tab(self, tab_id: str) -> None:
+        if tab_id == "tab-diagnose":
+            self.query_one(DiagnosePane).focus_view()
+            return
         pane = self.query_one(f"#{tab_id}", TabPane)
         tables = pane.query(VirtualTable)
         for table in tables:
@@ -785,6 +813,23 @@ def build_live_app(args: argparse.Namespace) -> NetdashApp:
         conntrack=ConntrackReader(netns=target),
         stack=StackReader(netns=target),
         names=NameOptions.from_args(args),
+        diagnose=diagnose_settings(args, target),
+    )
+
+
+def diagnose_settings(args: argparse.Namespace, target: NetnsTarget) -> DiagnoseSettings:
+    """The resolver and reach views' settings, from the same options as names (``n``)."""
+    from netdash.diagnose import DiagnoseOptions
+    from netdash.sources.dns import resolver_config
+
+    resolv_conf = getattr(args, "resolv_conf", None) or Path("/etc/resolv.conf")
+    nameservers = tuple(getattr(args, "nameserver", None) or ()) or None
+    return DiagnoseSettings(
+        resolver=resolver_config(resolv_conf),
+        nameservers=nameservers,
+        netns=None if target.is_current else target.label,
+        root_hints=getattr(args, "root_hints", None),
+        options=DiagnoseOptions(nameservers=nameservers, resolv_conf=resolv_conf, netns=target),
     )
 
 

@@ -22,6 +22,7 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input
 
+from netdash.diagnose import socket_target
 from netdash.model import HostInfo
 from netdash.query import Query, QueryError, compile_query
 from netdash.textsafe import visible
@@ -149,6 +150,7 @@ class ConnectionsPane(Vertical):
         Binding("g", "cycle_group", "Group"),
         Binding("u", "toggle_unix", "UNIX", show=False),
         Binding("i", "detail", "Info", show=False),
+        Binding("d", "diagnose", "Diagnose", show=False),
         Binding("escape", "back", "Back", show=False),
     ]
 
@@ -173,6 +175,13 @@ class ConnectionsPane(Vertical):
         def __init__(self, entry: ConnEntry) -> None:
             super().__init__()
             self.entry = entry
+
+    class Diagnose(Message):
+        """Run the host:port checklist (Diagnose tab) on ``target``, a connection's far end."""
+
+        def __init__(self, target: str) -> None:
+            super().__init__()
+            self.target = target
 
     class ChooseOwner(Message):
         def __init__(self, entry: ConnEntry) -> None:
@@ -469,6 +478,15 @@ class ConnectionsPane(Vertical):
             self.notify("select a socket first", severity="warning")
             return
         self.post_message(self.OpenDetail(row.data))
+
+    def action_diagnose(self) -> None:
+        """``d``: why can't I reach it? The remote end (a listener: its own address)."""
+        row = self.table.cursor_row if not self.grouped else None
+        target = socket_target(row.data.sock) if row is not None else None
+        if target is None:
+            self.notify("select a TCP or UDP socket with a port first", severity="warning")
+            return
+        self.post_message(self.Diagnose(target))
 
     def action_back(self) -> None:
         """Esc: undo the innermost choice; with nothing left to undo, the app's Esc runs."""

@@ -312,7 +312,7 @@ class ResolverPane(Vertical):
         self.netns_file = None if netns is None else namespace_resolv_conf(netns, netns_etc)
         self.generation = 0
         self.busy = False  # a lookup is under way
-        self.query: DigQuery | None = None
+        self.dig: DigQuery | None = None
         self.parts: list[RenderableType] = []
         self.hops: list[TraceHop] = []
 
@@ -354,13 +354,13 @@ class ResolverPane(Vertical):
         """Start the lookup ``text`` asks for (``NAME [TYPE] [@SERVER] [+trace]``); the
         results replace the last ones as they arrive."""
         self.generation += 1
-        self.hops, self.query, self.busy = [], None, False
+        self.hops, self.dig, self.busy = [], None, False
         try:
             query = parse_dig_query(text)
         except ValueError as err:
             self.show(Text(f"{visible(text.strip())}: {visible(str(err))}", "bold red"), [])
             return
-        self.query = query
+        self.dig = query
         if query.trace:
             self.start_trace(query)
             return
@@ -439,39 +439,39 @@ class ResolverPane(Vertical):
 
     def _current(self, message: Answered | HopSeen | Traced | Failed) -> bool:
         """Whether a message is about the lookup shown (not one replaced since)."""
-        return message.generation == self.generation and self.query is not None
+        return message.generation == self.generation and self.dig is not None
 
     def on_resolver_pane_answered(self, message: Answered) -> None:
         if self._current(message):
-            assert self.query is not None
+            assert self.dig is not None
             self.busy = False
             replied = sum(reply.rcode is not None for reply in message.replies)
             doing = f"{replied} of {len(message.replies)} servers replied"
-            self.show(self.title(self.query, doing), lookup_view(message.replies))
+            self.show(self.title(self.dig, doing), lookup_view(message.replies))
 
     def on_resolver_pane_hop_seen(self, message: HopSeen) -> None:
         if self._current(message) and self.busy:
-            assert self.query is not None
+            assert self.dig is not None
             self.hops.append(message.hop)
             doing = f"tracing… {len(self.hops)} questions so far"
             parts = [part for hop in self.hops for part in hop_view(hop)]
-            self.show(self.title(self.query, doing), parts)
+            self.show(self.title(self.dig, doing), parts)
 
     def on_resolver_pane_traced(self, message: Traced) -> None:
         if self._current(message):
-            assert self.query is not None
+            assert self.dig is not None
             self.busy = False
             result = message.result
             parts = [part for hop in result.hops for part in hop_view(hop)]
             doing = f"trace: {len(result.hops)} questions"
-            self.show(self.title(self.query, doing), [*parts, *trace_outcome(result)])
+            self.show(self.title(self.dig, doing), [*parts, *trace_outcome(result)])
 
     def on_resolver_pane_failed(self, message: Failed) -> None:
         if self._current(message):
-            assert self.query is not None
+            assert self.dig is not None
             self.busy = False
             error = Text(visible(message.error), style="bold red")
-            self.show(self.title(self.query, "failed"), [error])
+            self.show(self.title(self.dig, "failed"), [error])
 
     def show(self, heading: Text, parts: list[RenderableType]) -> None:
         self.parts = parts

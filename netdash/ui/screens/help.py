@@ -27,6 +27,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("g", "group by state, remote host, local port, process, none"),
     ("u", "show UNIX sockets too"),
     ("i", "socket detail: tcp_info, timers, memory, owners"),
+    ("d", "why can't I reach it? the host:port checklist on the remote end (Diagnose tab)"),
     ("Enter", "drill down: group → its sockets, socket → owning process"),
     ("Esc", "back: filter input, filter, group, grouping, screen"),
     ("p", "pause the view (sampling and history go on)"),
@@ -51,6 +52,11 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("Firewall", ""),
     ("h / c", "hottest rules first (packets/s) / conntrack; f on a Process screen: its rules"),
     ("/ (firewall)", "port:443 (ranges, sets)  verdict:drop  table:  chain:  backend:  text"),
+    ("", ""),
+    ("Diagnose", ""),
+    ("s", "stack health: TCP/IP counters as rates (a: all of them) and the sysctls that matter"),
+    ("r", "resolver in use; lookup like dig: NAME [TYPE] [@SERVER] [+trace] (l: the prompt)"),
+    ("d", "reach host:port: name, route, firewall, listener, connect, TLS, then a verdict"),
 )
 
 FILTER_HELP = (

@@ -38,6 +38,7 @@ class StatusLine(Widget):
         self.shown = 0
         self.total = 0
         self.error: str | None = None
+        self.names: tuple[str, str] | None = None  # (text, style) while names (n) are on
         self._text: Text | None = None  # what was last painted
 
     def on_mount(self) -> None:
@@ -73,6 +74,9 @@ class StatusLine(Widget):
         else:
             text.append(*self.age_label(time.monotonic() - self.sampled_at))
         text.append(f" · {self.shown:,}/{self.total:,} rows")
+        if self.names is not None:
+            text.append(" · ")
+            text.append(*self.names)
         if self.error:
             text.append(f" · {visible(self.error)}", style="bold red")
         text.append(f" · netns {visible(host.netns)} · ")
