@@ -7,10 +7,12 @@ screenshot script run the real UI on recorded samples, and the live app on the r
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from textual import on
 from textual.app import App, ComposeResult
@@ -97,6 +99,22 @@ TABS: tuple[tuple[str, str], ...] = (
     ("tab-diagnose", "Diagnose"),
 )
 TAB_INDEX = {tab_id: index for index, (tab_id, _) in enumerate(TABS)}
+
+Handler = TypeVar("Handler", bound=Callable[..., None])
+
+
+def survives_closing(handler: Handler) -> Handler:
+    """A source's message handler that may run while the app closes: the pollers' last
+    messages can arrive after the panes are gone, and that is not an error."""
+
+    @functools.wraps(handler)
+    def handle(*args: object, **kwargs: object) -> None:
+        with contextlib.suppress(NoMatches):
+            handler(*args, **kwargs)
+
+    return handle  # type: ignore[return-value]
+
+
 #: Seconds the journal thread waits for entries before handing over what it has (a burst of
 #: 10,000 entries a second arrives as batches of ~2,500, one repaint each).
 JOURNAL_WAIT = 0.25
@@ -484,6 +502,7 @@ class NetdashApp(App[int]):
             self.post_message(StackUpdated(frame))
 
     @on(StackUpdated)
+    @survives_closing
     def _apply_stack(self, message: StackUpdated) -> None:
         if not self.paused:
             self.query_one(StackPane).apply(message.frame)
@@ -509,6 +528,7 @@ class NetdashApp(App[int]):
             self.post_message(update)
 
     @on(FirewallUpdated)
+    @survives_closing
     def _apply_firewall(self, message: FirewallUpdated) -> None:
         if self.paused:
             return
@@ -543,6 +563,7 @@ class NetdashApp(App[int]):
     # -- messages ------------------------------------------------------------------------------
 
     @on(ConnectionsUpdated)
+    @survives_closing
     def _apply(self, message: ConnectionsUpdated) -> None:
         update = message.update
         pane = self.query_one(ConnectionsPane)
@@ -558,6 +579,7 @@ class NetdashApp(App[int]):
             self.screen.apply_update(update)
 
     @on(TalkersUpdated)
+    @survives_closing
     def _apply_talkers(self, message: TalkersUpdated) -> None:
         if self.paused:
             self._held_talkers = message.frame
@@ -583,6 +605,7 @@ class NetdashApp(App[int]):
             self.query_one(ConnectionsPane).show_filtered(query)
 
     @on(ProcessesUpdated)
+    @survives_closing
     def _apply_processes(self, message: ProcessesUpdated) -> None:
         if not self.paused:
             pane = self.query_one(ProcessesPane)
@@ -594,6 +617,7 @@ class NetdashApp(App[int]):
         self.post_message(ConnectionsPane.OpenProcess(proc.pid, ("Processes",), proc.name))
 
     @on(LinksUpdated)
+    @survives_closing
     def _apply_links(self, message: LinksUpdated) -> None:
         if self.paused:
             self._held_links = message.frame  # shown on resume; the history goes on meanwhile
@@ -601,6 +625,7 @@ class NetdashApp(App[int]):
         self.query_one(InterfacesPane).apply_frame(message.frame)
 
     @on(SourceFailed)
+    @survives_closing
     def _failed(self, message: SourceFailed) -> None:
         if message.source == "links":
             self.query_one(InterfacesPane).show_error(message.error)
@@ -701,6 +726,7 @@ class NetdashApp(App[int]):
             self.post_message(NamesChanged(loaded=True))
 
     @on(NamesChanged)
+    @survives_closing
     def _names_changed(self, message: NamesChanged) -> None:
         """Repaint for names at most every REPAINT_EVERY seconds: a burst of answers is one."""
         names = self.names
