@@ -309,7 +309,7 @@ class NetdashApp(App[int]):
                 yield FirewallPane(id="firewall-pane")
             with TabPane(f"6 {TABS[5][1]}", id=TABS[5][0]):
                 yield DiagnosePane(self.diagnose_settings, id="diagnose")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # Ctrl+P still works (help)
 
     def on_mount(self) -> None:
         # The tab strip is driven by the number keys and Tab; focus stays in the panes, whose
@@ -754,7 +754,8 @@ class NetdashApp(App[int]):
             view.table.names_changed()
         self.query_one(FirewallPane).names_changed()
         status = self.query_one(StatusLine)
-        status.names = names_label(self.names)
+        said = names_label(self.names)  # in full in the Connections status line
+        status.names = None if said is None else ("names", said[1])
         status.redraw()
 
     def action_show_tab(self, index: int) -> None:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from contextlib import suppress
 
+from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -39,14 +40,21 @@ PLACEHOLDER = "host:port ([v6]:port) — Enter: why can't I reach it?"
 Runner = Callable[..., Diagnosis]  # diagnose(target, options, on_step=, cancel=)
 
 
-def step_text(step: Step) -> Text:
-    """``ok   route         0.4 ms  10.0.0.2 dev eth0 src 10.0.0.1``"""
-    text = Text()
-    text.append(f"{step.status:<5}", style=STATUS_STYLES.get(step.status, ""))
-    text.append(f"{step.name:<10}", style="bold")
-    text.append(f"{step.ms:>8.1f} ms  ", style="dim")
-    text.append(visible(step.detail))
-    return text
+def steps_table(steps: list[Step]) -> Table:
+    """The steps as columns, so that a long detail wraps under its own column."""
+    table = Table.grid(padding=(0, 1))
+    table.add_column(no_wrap=True)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(style="dim", justify="right", no_wrap=True)
+    table.add_column(ratio=1)
+    for step in steps:
+        table.add_row(
+            Text(step.status, style=STATUS_STYLES.get(step.status, "")),
+            step.name,
+            f"{step.ms:.1f} ms",
+            Text(visible(step.detail)),
+        )
+    return table
 
 
 def verdict_text(verdict: str) -> Text:
@@ -166,8 +174,7 @@ class ReachPane(Vertical):
             self._show_verdict(Text(f"diagnosis failed: {visible(error)}", style="bold red"))
 
     def _show_steps(self) -> None:
-        lines = Text("\n").join(step_text(step) for step in self.steps)
-        self.query_one("#reach-steps", Static).update(lines)
+        self.query_one("#reach-steps", Static).update(steps_table(self.steps))
         if self.running is not None:
             count = len(self.steps)
             where = visible(self.running)

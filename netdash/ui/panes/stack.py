@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
 from netdash.sources.stack import KEY_COUNTERS, StackFrame
@@ -81,7 +81,8 @@ class StackPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(Text("reading the stack counters…", style="dim"), id="stack-summary")
         yield VirtualTable(COLUMNS, id="stack-counters", activatable=False)
-        yield Static("", id="stack-sysctls")
+        with VerticalScroll(id="stack-sysctls-scroll"):  # the notes wrap: never cut off
+            yield Static("", id="stack-sysctls")
 
     def on_mount(self) -> None:
         self.query_one(VirtualTable).set_view(self.view)

@@ -136,7 +136,7 @@ class ProcessScreen(Screen[None]):
         yield Static(Text("reading…", style="dim"), id="process-facts")
         yield Static(id="process-sockets-title")
         yield VirtualTable(COLUMNS, id="process-sockets")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # Ctrl+P still works (help)
 
     def on_mount(self) -> None:
         table = self.query_one(VirtualTable)

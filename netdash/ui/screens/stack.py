@@ -174,7 +174,7 @@ class StackScreen(Screen[None]):
         yield Static(id="stack-status")
         with VerticalScroll(id="stack-body"):
             yield Static(id="stack-text")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # Ctrl+P still works (help)
 
     def on_mount(self) -> None:
         self.query_one("#stack-body", VerticalScroll).focus()
