@@ -23,7 +23,13 @@ from typing import Any
 import pytest
 
 from netdash.model import Owner
-from netdash.sources.owners import OwnerMap, parse_stat, parse_status_uids, read_cmdline
+from netdash.sources.owners import (
+    FULL_PASS_SECONDS_PER_SOCKET,
+    OwnerMap,
+    parse_stat,
+    parse_status_uids,
+    read_cmdline,
+)
 from netdash.textsafe import decode
 
 HELPER = Path(__file__).with_name("helpers_owners.py")
@@ -197,6 +203,23 @@ def test_periodic_rescans_are_spread_over_the_interval(tmp_path: Path) -> None:
     clock.now = 25.0  # every pid is due once within any 10 s
     omap.refresh()
     assert 1040 not in omap.owners() and 1010 in omap.owners()
+
+
+def test_the_full_pass_interval_grows_with_the_sockets_known(tmp_path: Path) -> None:
+    """Past a few thousand sockets the periodic pass spreads over more time, so that its
+    readlinks stay a small share of a core; the pid is rescanned when its turn comes."""
+    sockets = 4000
+    _fake_proc(tmp_path, 101, b"big", 0, {fd: f"socket:[{fd + 10_000}]" for fd in range(sockets)})
+    clock = FakeClock()
+    omap = OwnerMap(proc_root=tmp_path, full_pass_interval=10, clock=clock)
+    omap.refresh()
+    assert omap.full_pass_interval == sockets * FULL_PASS_SECONDS_PER_SOCKET == 20.0
+    clock.now = 15.0  # past the base interval, not yet due
+    omap.refresh()
+    assert omap.stats.pids_scanned == 0
+    clock.now = 20.0
+    omap.refresh()
+    assert omap.stats.pids_scanned == 1
 
 
 def test_read_cmdline_decodes_odd_bytes_and_knows_zombies(spawn: Callable[..., Child]) -> None:
