@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from netdash.sources.errors import PermissionNeeded, SourceError, SourceUnavailable
 
@@ -207,3 +208,29 @@ class NamespaceHandle:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+Reader = TypeVar("Reader", bound="NamespaceReader")
+
+
+class NamespaceReader:
+    """The base of the readers of one namespace (links, routes, firewall, conntrack, stack):
+    the namespace held by :class:`NamespaceHandle`, entered by :meth:`_inside`, let go by
+    :meth:`close` (a subclass closes its own sockets first, then calls this), and a context
+    manager that closes."""
+
+    def __init__(self, netns: NetnsTarget = HOST) -> None:
+        self.netns = netns
+        self._ns = NamespaceHandle(netns)
+
+    def _inside(self) -> AbstractContextManager[None]:
+        return self._ns.inside()
+
+    def close(self) -> None:
+        self._ns.close()
+
+    def __enter__(self: Reader) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -28,13 +28,11 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from netdash.model import ConntrackSample
-from netdash.netns import HOST, NamespaceHandle, NetnsTarget
+from netdash.netns import HOST, NamespaceReader, NetnsTarget
 from netdash.sources.errors import PermissionNeeded, SourceError, SourceUnavailable
 
 SYSCTL_ROOT = Path("/proc/sys/net/netfilter")
@@ -189,7 +187,7 @@ def parse_stat(text: str) -> dict[str, int]:
     return sums
 
 
-class ConntrackReader:
+class ConntrackReader(NamespaceReader):
     """Samples the conntrack table of ``netns`` (default: the namespace netdash runs in).
 
     ``method``: "auto" (the /proc table, netlink where it is missing), :data:`PROC` or
@@ -209,28 +207,13 @@ class ConntrackReader:
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}: choose from {METHODS}")
-        self.netns = netns
+        super().__init__(netns)
         self.method = method
         self.top = top
         self.sysctl_root = sysctl_root
         self.net_root = net_root
         self.method_used: str | None = None
         self.table_read = False
-        self._ns = NamespaceHandle(netns)
-
-    def close(self) -> None:
-        self._ns.close()
-
-    def __enter__(self) -> ConntrackReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def sample(self) -> ConntrackSample:
         """The table now. Problems go to ``errors`` in words; what could be read is kept."""
@@ -323,9 +306,6 @@ class ConntrackReader:
             raise SourceUnavailable(f"netlink conntrack dump failed: {err}") from err
         self.method_used = NETLINK
         return tally
-
-    def _inside(self) -> AbstractContextManager[None]:
-        return self._ns.inside()
 
 
 __all__ = [

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from netdash.model import FirewallChain, FirewallRule, FirewallSample, FirewallSet
-from netdash.netns import HOST, NamespaceHandle, NetnsTarget
+from netdash.netns import HOST, NamespaceReader, NetnsTarget
 from netdash.sources.errors import PermissionNeeded, SourceError
 from netdash.sources.iptables import SaveOutput, parse_save
 from netdash.sources.nft import NftStructure, parse_rule_texts, parse_ruleset
@@ -60,12 +60,11 @@ class _Structure:
     errors: list[str] = field(default_factory=list)
 
 
-class FirewallReader:
+class FirewallReader(NamespaceReader):
     """Reads :class:`FirewallSample` s of one network namespace; keep one per namespace."""
 
     def __init__(self, netns: NetnsTarget = HOST) -> None:
-        self.netns = netns
-        self._ns = NamespaceHandle(netns)
+        super().__init__(netns)
         self._sock: NftSocket | None = None
         self._structure: _Structure | None = None
         self.structure_reads = 0  # how often the structure was re-read (tests, benchmark)
@@ -74,13 +73,7 @@ class FirewallReader:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-        self._ns.close()
-
-    def __enter__(self) -> FirewallReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().close()
 
     # -- one tick ---------------------------------------------------------------------------
 

@@ -19,14 +19,12 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager
-from types import TracebackType
 from typing import Any
 
 from pyroute2 import IPRoute
 
 from netdash.model import Link, LinkCounters, LinkSample
-from netdash.netns import HOST, NamespaceHandle, NetnsTarget
+from netdash.netns import HOST, NamespaceReader, NetnsTarget
 from netdash.sources.errors import PermissionNeeded, SourceUnavailable
 from netdash.sources.linkstats import LinkEvents, LinkStatsReader
 from netdash.textsafe import decode
@@ -62,7 +60,7 @@ _IFREQ = 40  # sizeof(struct ifreq) on 64-bit: 16-byte name + 24-byte union (ifr
 REFRESH_SECONDS = 30.0
 
 
-class LinkReader:
+class LinkReader(NamespaceReader):
     """Reads the interfaces of ``netns``: :meth:`read_links`, :meth:`read_counters`, and
     :meth:`sample` which joins both and rereads details only when they changed."""
 
@@ -73,10 +71,9 @@ class LinkReader:
         refresh_seconds: float = REFRESH_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.netns = netns
+        super().__init__(netns)
         self.refresh_seconds = refresh_seconds
         self._clock = clock
-        self._ns = NamespaceHandle(netns)
         self._opened: list[Any] = []
         try:
             self._open_inside()
@@ -93,9 +90,6 @@ class LinkReader:
             self._events = self._keep(LinkEvents())
             self._ioctl = self._keep(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
 
-    def _inside(self) -> AbstractContextManager[None]:
-        return self._ns.inside()
-
     def _keep(self, thing: Any) -> Any:
         self._opened.append(thing)
         return thing
@@ -103,18 +97,7 @@ class LinkReader:
     def close(self) -> None:
         while self._opened:
             self._opened.pop().close()
-        self._ns.close()
-
-    def __enter__(self) -> LinkReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        super().close()
 
     # ------------------------------------------------------------------------------- reading
 

@@ -30,14 +30,13 @@ import os
 import socket
 import struct
 from collections.abc import Iterable, Iterator, Mapping
-from types import TracebackType
 from typing import Any
 
 from pyroute2.netlink.rtnl.fibmsg import fibmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
 from netdash.model import Neighbour, PolicyRule, Route, RouteLookup
-from netdash.netns import HOST, NamespaceHandle, NetnsTarget
+from netdash.netns import HOST, NamespaceReader, NetnsTarget
 from netdash.sources.errors import SourceError
 from netdash.sources.netlink import NLMSG_HEADER
 from netdash.sources.rtnl import (
@@ -76,7 +75,7 @@ NUD_STATES = (  # linux/neighbour.h bits, in the order ip prints them
 )  # fmt: skip
 
 
-class RouteReader:
+class RouteReader(NamespaceReader):
     """Routes, rules, neighbours and lookups of one network namespace.
 
     The netlink socket is created inside ``netns`` when the reader is made and keeps answering
@@ -86,9 +85,8 @@ class RouteReader:
     """
 
     def __init__(self, netns: NetnsTarget = HOST, names: RouteNames | None = None) -> None:
-        self.netns = netns
+        super().__init__(netns)
         self.names = names if names is not None else RouteNames()
-        self._ns = NamespaceHandle(netns)
         try:
             with self._ns.inside():
                 self._rtnl = RtnlSocket()
@@ -98,15 +96,7 @@ class RouteReader:
 
     def close(self) -> None:
         self._rtnl.close()
-        self._ns.close()
-
-    def __enter__(self) -> RouteReader:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+        super().close()
 
     def link_names(self) -> dict[int, str]:
         """ifindex → name inside the namespace (names are kernel bytes, decoded safely)."""

@@ -23,12 +23,10 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
-from netdash.netns import HOST, NamespaceHandle, NetnsTarget
+from netdash.netns import HOST, NamespaceReader, NetnsTarget
 
 NET_ROOT = Path("/proc/thread-self/net")
 SYSCTL_ROOT = Path("/proc/sys")
@@ -177,7 +175,7 @@ def ephemeral_risk(
     return EphemeralRisk(address, count, ports, fill, level)
 
 
-class StackReader:
+class StackReader(NamespaceReader):
     """Samples the stack counters and sysctls of ``netns`` (default: netdash's own).
 
     Keeps an fd on the namespace, so it stays readable even if its name is deleted. The roots
@@ -191,24 +189,9 @@ class StackReader:
         net_root: Path = NET_ROOT,
         sysctl_root: Path = SYSCTL_ROOT,
     ) -> None:
-        self.netns = netns
+        super().__init__(netns)
         self.net_root = net_root
         self.sysctl_root = sysctl_root
-        self._ns = NamespaceHandle(netns)
-
-    def close(self) -> None:
-        self._ns.close()
-
-    def __enter__(self) -> StackReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def sample(self) -> StackSample:
         """Everything now; a file that cannot be read is said in ``errors``, the rest kept."""
@@ -246,9 +229,6 @@ class StackReader:
                 continue
             found.append(Sysctl(name, value, note))
         return tuple(found)
-
-    def _inside(self) -> AbstractContextManager[None]:
-        return self._ns.inside()
 
 
 @dataclass(frozen=True, slots=True)
