@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.harness import CommandRunner, Comparison, Side, call_side, command_side, compare
 from benchmarks.lab import Lab, add_namespace, run_in_netns
-from benchmarks.report import machine_info
+from benchmarks.report import machine_info, print_sides, write_results
 
 TARGET = "tick <= nft -j + iptables-save"
 NFT_JSON = ["nft", "-j", "list", "ruleset"]
@@ -197,11 +197,7 @@ def measure(lab: FirewallLab, repeat: int, warmup: int = 1) -> dict[str, Any]:
 
 def print_result(result: dict[str, Any]) -> None:
     print(f"\n{result['rules']:,} nft rules (+2 iptables-nft, +1 iptables-legacy)")
-    print(f"{'side':<42}{'wall median':>14}{'cpu median':>14}")
-    for name, side in result["sides"].items():
-        cpu = side["cpu_median_s"]
-        cpu_text = "-" if cpu is None else f"{cpu * 1000:9.2f} ms"
-        print(f"{name:<42}{side['wall_median_s'] * 1000:11.2f} ms{cpu_text:>14}")
+    print_sides(result["sides"], width=42)
     print("ratios (median of per-round ratios):")
     for name, value in result["ratios"].items():
         print(f"  {name:<66}{value:8.3f}x  {TARGET}: {'PASS' if value <= 1 else 'FAIL'}")
@@ -231,12 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(f"lab {lab.name} ready in {lab.setup_seconds:.1f} s")
         result = measure(lab, args.repeat)
     print_result(result)
-    machine["loadavg_end"] = os.getloadavg()
     progress(f"done in {time.monotonic() - started:.0f} s")
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"machine": machine, "config": vars(args), "result": result}, out, indent=1)
-        progress(f"wrote {args.json}")
+    write_results(args.json, machine, vars(args), result)
     return 0 if result["checks"]["ok"] else 1
 
 

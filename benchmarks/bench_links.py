@@ -56,7 +56,7 @@ from typing import Any
 
 from benchmarks.harness import CommandRunner, Comparison, Side, call_side, command_side, compare
 from benchmarks.lab import Lab, LabError, add_namespace, run_in_netns, thread_in_netns
-from benchmarks.report import machine_info
+from benchmarks.report import machine_info, print_sides, write_results
 
 IP_LINK = ["ip", "-s", "-j", "link"]
 TARGET = "tick < ip -s -j link"
@@ -487,12 +487,7 @@ def measure(lab: LinkLab, repeat: int, warmup: int = 1) -> dict[str, Any]:
 
 def print_result(result: dict[str, Any]) -> None:
     print(f"\n{result['interfaces']:,} interfaces ({result['pairs']:,} veth pairs)")
-    print(f"{'side':<26}{'wall median':>14}{'cpu median':>14}  what")
-    for name, side in result["sides"].items():
-        cpu = side["cpu_median_s"]
-        cpu_text = "-" if cpu is None else f"{cpu * 1000:9.2f} ms"
-        wall = f"{side['wall_median_s'] * 1000:9.2f} ms"
-        print(f"{name:<26}{wall:>14}{cpu_text:>14}  {side['label']}")
+    print_sides(result["sides"])
     print("ratios (median of per-round ratios):")
     for name, value in result["ratios"].items():
         verdict = ""
@@ -560,14 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         results["ui"] = measure_ui(args.ui_interfaces, args.ui_repeat, args.ui_history)
         print_ui_result(results["ui"])
-    machine["loadavg_end"] = os.getloadavg()
-    elapsed = time.monotonic() - started
-    progress(f"done in {elapsed:.0f} s")
-    if args.json:
-        config = {key: value for key, value in vars(args).items() if key != "parts"}
-        with open(args.json, "w") as out:
-            json.dump({"machine": machine, "config": config, "result": results}, out, indent=1)
-        progress(f"wrote {args.json}")
+    progress(f"done in {time.monotonic() - started:.0f} s")
+    config = {key: value for key, value in vars(args).items() if key != "parts"}
+    write_results(args.json, machine, config, results)
     return 0
 
 

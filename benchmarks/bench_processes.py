@@ -38,7 +38,6 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -50,7 +49,7 @@ from typing import Any
 
 from benchmarks.harness import CommandRunner, Comparison, Side, call_side, command_side, compare
 from benchmarks.lab import Lab
-from benchmarks.report import machine_info
+from benchmarks.report import machine_info, print_sides, write_results
 
 PS = ["ps", "-eo", "pid,ppid,user,stat,rss,pcpu,nlwp,cmd"]
 FULL_TARGET = 1.5  # netdash full <= 1.5x ps
@@ -267,12 +266,7 @@ def verdicts(result: dict[str, Any]) -> dict[str, str]:
 
 def print_result(result: dict[str, Any]) -> None:
     print(f"\n{result['processes']:,} processes ({result['sleepers']:,} sleepers)")
-    print(f"{'side':<26}{'wall median':>14}{'cpu median':>14}  what")
-    for name, side in result["sides"].items():
-        cpu = side["cpu_median_s"]
-        cpu_text = "-" if cpu is None else f"{cpu * 1000:9.2f} ms"
-        wall = f"{side['wall_median_s'] * 1000:9.2f} ms"
-        print(f"{name:<26}{wall:>14}{cpu_text:>14}  {side['label']}")
+    print_sides(result["sides"])
     print("ratios (median of per-round ratios):")
     judged = verdicts(result)
     for name, value in result["ratios"].items():
@@ -305,12 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(f"sleepers ready in {sleepers.setup_seconds:.1f} s")
         result = measure(sleepers, args.repeat, args.warmup, with_psutil=not args.no_psutil)
     print_result(result)
-    machine["loadavg_end"] = os.getloadavg()
     progress(f"done in {time.monotonic() - started:.0f} s")
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"machine": machine, "config": vars(args), "result": result}, out, indent=1)
-        progress(f"wrote {args.json}")
+    write_results(args.json, machine, vars(args), result)
     return 0 if result["checks"]["ok"] else 1
 
 

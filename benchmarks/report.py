@@ -7,6 +7,7 @@ one.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -54,6 +55,28 @@ def machine_info() -> dict[str, Any]:
         "gnu_time": find_gnu_time(),
         "loadavg_start": os.getloadavg(),
     }
+
+
+def print_sides(sides: dict[str, dict[str, Any]], width: int = 26) -> None:
+    """The wall and CPU medians of each side (a harness Side's ``to_json``), one line each."""
+    print(f"{'side':<{width}}{'wall median':>14}{'cpu median':>14}  what")
+    for name, side in sides.items():
+        cpu = side["cpu_median_s"]
+        cpu_text = "-" if cpu is None else f"{cpu * 1000:9.2f} ms"
+        wall = f"{side['wall_median_s'] * 1000:9.2f} ms"
+        print(f"{name:<{width}}{wall:>14}{cpu_text:>14}  {side['label']}")
+
+
+def write_results(
+    path: str | None, machine: dict[str, Any], config: dict[str, Any], result: object
+) -> None:
+    """Close the machine's record (load average at the end) and, with ``--json``, write the
+    whole run: machine, configuration and every measurement."""
+    machine["loadavg_end"] = os.getloadavg()
+    if path:
+        with open(path, "w") as out:
+            json.dump({"machine": machine, "config": config, "result": result}, out, indent=1)
+        print(f"# wrote {path}", file=sys.stderr, flush=True)
 
 
 def _ms(seconds: float | None) -> str:
