@@ -110,7 +110,7 @@ def test_a_moving_socket_rebuilds_its_row_only_and_keeps_what_identifies_it() ->
     assert update is not None and [row.key for row in update.changed] == [rig.key(1003)]
     (row,) = update.changed
     assert row.rate is not None and row.rate.tx == 4096.0
-    assert row.text is old.text and row.local_key is old.local_key  # handed on, not rebuilt
+    assert row.text is old.text  # handed on, not rebuilt
     idle = rig.tick()  # the socket goes quiet: same record, but its rate drops to zero
     assert idle is not None and [r.rate for r in idle.changed] == [ZERO_RATE]
     assert rig.tick().changed == ()  # and then it is settled

@@ -306,7 +306,7 @@ class ConnectionsFeed:
             if (
                 old is not None
                 and sock.proto == "unix"
-                and (row.local_key is not old.local_key and row.local_key != old.local_key)
+                and (sock.local_addr, sock.local_port) != (old.sock.local_addr, old.sock.local_port)
             ):
                 rebound.append(key)  # a UNIX socket bound after it was first seen
         # The rows whose rate may change on the next tick although their socket does not: a
