@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable, Iterator
 
 from netdash.model import Socket
-from netdash.sources.inetrecords import Entry, InetRecords, retimed
+from netdash.sources.inetrecords import TAIL_AT as _TAIL_AT
+from netdash.sources.inetrecords import InetRecords, Kept, retimed
 from netdash.sources.netlink import (  # SockDiagFailed: this module's error, re-exported
     NLM_F_DUMP,
     NLM_F_REQUEST,
@@ -67,9 +68,9 @@ class SockDiag(NetlinkDump):
     def __init__(self, *, reuse_unchanged: bool = True) -> None:
         super().__init__()
         self._reuse = reuse_unchanged
-        # cookie -> (head, tail, tail offset, check, record): see inetrecords.Entry.
-        self._cache: dict[int, Entry] = {}
-        self._next_cache: dict[int, Entry] = {}
+        # cookie -> the record, or (head, tail, tail offset, check, record): inetrecords.Kept.
+        self._cache: dict[int, Kept] = {}
+        self._next_cache: dict[int, Kept] = {}
         self._extension_bits: int | None = None  # idiag_ext of the last inet dump
         self._tcp_compat = True  # until the kernel refuses TCPDIAG_GETSOCK
         self._records = InetRecords(self._sock.fileno())
@@ -226,27 +227,31 @@ class SockDiag(NetlinkDump):
                 continue
             if expires:  # a running timer counts down on every read: compared apart
                 buf[off + _EXPIRES_AT : off + _EXPIRES_AT + 4] = _ZERO4
-            entry = cache_get(cookie)
-            if entry is not None:
-                head, tail, tail_at, deadline, sock = entry
+            kept = cache_get(cookie)
+            if kept is not None:
+                if type(kept) is tuple:
+                    head, tail, tail_at, deadline, sock = kept
+                else:  # a record kept alone: packed_entry, inlined
+                    sock, info = kept, kept.tcp  # type: ignore[union-attr]
+                    head, tail, tail_at = info._head, info._tail, info._at + _TAIL_AT
+                    timer = sock.timer
+                    deadline = round(timer.fires_at * 1000) if timer and timer.expires_ms else 0
                 if same(head, off + NLMSG_HEADER) and same(tail, off + tail_at):
                     if expires:
                         if not -_SLACK_MS <= now_ms + expires - deadline <= _SLACK_MS:
-                            entry = retimed(entry, expires, read_at)  # re-armed elsewhen
-                            sock = entry[4]
+                            kept = retimed((head, tail, tail_at, deadline, sock), expires, read_at)
                     elif deadline:
-                        entry = retimed(entry, 0, read_at)  # firing now
-                        sock = entry[4]
+                        kept = retimed((head, tail, tail_at, deadline, sock), 0, read_at)
                     if keep:
-                        next_cache[cookie] = entry
-                    append(sock)
+                        next_cache[cookie] = kept
+                    append(kept if type(kept) is not tuple else kept[4])  # type: ignore[arg-type,index]
                     off += (length + 3) & ~3
                     continue
-            entry = build(view, off, proto, details and length > INET_MSG_END, want_info,
-                          expires, read_at, cookie)  # fmt: skip
+            kept = build(view, off, proto, details and length > INET_MSG_END, want_info,
+                         expires, read_at, cookie)  # fmt: skip
             if keep:
-                next_cache[cookie] = entry
-            append(entry[4])
+                next_cache[cookie] = kept
+            append(kept if type(kept) is not tuple else kept[4])  # type: ignore[arg-type,index]
             off += (length + 3) & ~3
         return False
 
