@@ -847,7 +847,7 @@ def build_live_app(args: argparse.Namespace) -> NetdashApp:
 def diagnose_settings(args: argparse.Namespace, target: NetnsTarget) -> DiagnoseSettings:
     """The resolver and reach views' settings, from the same options as names (``n``)."""
     from netdash.diagnose import DiagnoseOptions
-    from netdash.sources.dns import resolver_config
+    from netdash.sources.dnsconfig import resolver_config
 
     resolv_conf = getattr(args, "resolv_conf", None) or Path("/etc/resolv.conf")
     nameservers = tuple(getattr(args, "nameserver", None) or ()) or None
