@@ -38,7 +38,7 @@ from netdash.diagnose_steps import (
 from netdash.diagnose_verdict import TOKENS, Facts, verdict
 from netdash.model import Socket
 from netdash.netns import HOST, NetnsTarget
-from netdash.sources.dns import Server
+from netdash.sources.dnsconfig import Server
 from netdash.sources.errors import SourceError
 
 if TYPE_CHECKING:  # imported when first used: `netdash diagnose` of an address skips DNS

@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netdash.netns import NetnsTarget, entered
-from netdash.sources.dns import (
+from netdash.sources.dnsconfig import (
     Server,
     ServerAnswer,
     config_servers,
     format_server,
-    query_name,
-    query_server,
     resolver_config,
 )
 from netdash.textsafe import visible
@@ -84,6 +82,8 @@ def ask_nameservers(
 ) -> Iterator[NameAnswer]:
     """Each server's :class:`NameAnswer`, yielded as it completes (both of its queries done).
     Raises ValueError when ``name`` is not a DNS name."""
+    from netdash.sources.dns import query_name, query_server  # dnspython: loaded on first use
+
     qname = query_name(name, "A")
     if not servers:
         return

@@ -17,24 +17,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from netdash.sources.dns import (
+from netdash.sources.dnsconfig import (
+    BUILT_IN,
     RECORD_TYPES,
     DnsAnswer,
     ResolverConfig,
+    RootHints,
     Server,
     ServerAnswer,
-    config_servers,
-    lookup,
-    parse_server,
-    resolver_config,
-)
-from netdash.sources.dnstrace import (
-    BUILT_IN,
-    RootHints,
     TraceHop,
     TraceResult,
+    config_servers,
     load_root_hints,
-    trace,
+    parse_server,
+    resolver_config,
 )
 
 
@@ -125,6 +121,8 @@ def run_dns(args: argparse.Namespace) -> int:
         where = (config and config.error) or f"no nameserver in {resolv_conf_of(args)}"
         print(f"netdash: {where}", file=sys.stderr)
         return 1
+    from netdash.sources.dns import lookup  # dnspython: not for building the CLI's parser
+
     try:
         replies = lookup(args.name, args.type, servers, timeout=args.timeout)
     except ValueError as err:
@@ -162,6 +160,8 @@ def run_trace(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from netdash.sources.dnstrace import trace  # dnspython: not for building the CLI's parser
+
     try:
         result = trace(args.name, args.type, args.root_hints, timeout=args.timeout)
     except ValueError as err:

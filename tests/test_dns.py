@@ -14,14 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from netdash.sources.dns import (
-    ReverseResolver,
-    format_server,
-    lookup,
-    parse_server,
-    resolver_config,
-    service_name,
-)
+from netdash.sources.dns import ReverseResolver, lookup
+from netdash.sources.dnsconfig import format_server, parse_server, resolver_config, service_name
 from tests.dnslab import LONG_TXT, SLOW_SUFFIX, ZoneServer, silent_server, zone_server
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from netdash.sources.dnstrace import (
+from netdash.sources.dnsconfig import (
     IANA_ROOT_HINTS,
     RootHints,
     TraceResult,
     default_root_hints,
     load_root_hints,
     parse_root_hints,
-    trace,
 )
+from netdash.sources.dnstrace import trace
 from tests.dnslab import LONG_TXT, Hierarchy, hierarchy
 
 REPO = Path(__file__).resolve().parents[1]

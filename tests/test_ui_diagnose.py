@@ -17,7 +17,7 @@ from netdash.diagnose import DiagnoseOptions, socket_target
 from netdash.engine import ConnectionsSampler
 from netdash.model import HostInfo, Socket
 from netdash.netns import NetnsTarget, entered, resolve_netns
-from netdash.sources.dns import resolver_config
+from netdash.sources.dnsconfig import resolver_config
 from netdash.sources.owners import OwnerMap
 from netdash.sources.sockets import SocketReader
 from netdash.ui.app import NetdashApp, build_replay_app

@@ -16,8 +16,14 @@ from rich.console import Console
 from textual.app import App, ComposeResult
 from textual.widgets import Input, Static
 
-from netdash.sources.dns import ResolverConfig, Server, format_server, resolver_config
-from netdash.sources.dnstrace import RootHints, load_root_hints
+from netdash.sources.dnsconfig import (
+    ResolverConfig,
+    RootHints,
+    Server,
+    format_server,
+    load_root_hints,
+    resolver_config,
+)
 from netdash.ui.panes.resolver import DigQuery, ResolverPane, parse_dig_query
 from tests.dnslab import Hierarchy, ZoneServer, hierarchy, silent_server, zone_server
 

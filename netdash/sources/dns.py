@@ -1,5 +1,8 @@
-"""DNS: the resolver configuration in use, per-server lookups like ``dig``, and a non-blocking
-reverse resolver (PTR, ``/etc/hosts``, service names from ``/etc/services``) for the panes.
+"""DNS with dnspython: per-server lookups like ``dig``, and a non-blocking reverse resolver
+(PTR, ``/etc/hosts``) for the panes. What needs no dnspython (the resolver configuration,
+server spelling, services(5), the records reported) is in :mod:`netdash.sources.dnsconfig`, so
+that the app loads dnspython only when a name is first asked: import this module there, not at
+start.
 
 Each server is asked directly with ``dns.query`` rather than through ``dns.resolver.Resolver``:
 the Resolver hides a SERVFAIL behind ``NoNameservers`` and tries the next server, and what the
@@ -16,8 +19,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
+
+from netdash.sources.dnsconfig import (
+    RECORD_TYPES,
+    DnsAnswer,
+    Server,
+    ServerAnswer,
+    format_server,
+    parse_hosts,
+)
 
 try:  # a declared dependency; without it (a bare copy run as another user) the CLI still parses
     import dns.exception
@@ -40,152 +51,6 @@ def need_dnspython() -> None:
         from netdash.sources.errors import SourceUnavailable
 
         raise SourceUnavailable(f"dnspython is not installed: {_DNSPYTHON_MISSING}")
-
-
-RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "SRV", "PTR", "CAA")
-SYSTEMD_STUB = "127.0.0.53"  # systemd-resolved's stub listener (resolved.conf(5))
-DNS_PORT = 53
-
-Server = tuple[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class ResolverConfig:
-    """What glibc would use: resolv.conf(5) and the ``hosts:`` line of nsswitch.conf(5).
-    ``path`` is said because ``--netns`` by setns keeps the host's file (only ``ip netns exec``
-    bind-mounts ``/etc/netns/NAME/resolv.conf``)."""
-
-    path: str
-    nameservers: tuple[str, ...]
-    search: tuple[str, ...]
-    options: tuple[str, ...]
-    hosts_line: str | None
-    nsswitch_path: str
-    stub: bool
-    error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DnsAnswer:
-    name: str
-    type: str
-    ttl: int
-    value: str
-
-
-@dataclass(frozen=True, slots=True)
-class ServerAnswer:
-    """One server's reply: ``rcode`` is None when nothing came back, and ``error`` says why."""
-
-    server: str
-    rcode: str | None
-    answers: tuple[DnsAnswer, ...]
-    ms: float | None
-    error: str | None = None
-
-
-def parse_resolv_conf(text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """Nameservers, search domains and options. As in glibc, the last ``search``/``domain``
-    line wins and ``#``/``;`` start comments."""
-    nameservers: list[str] = []
-    search: list[str] = []
-    options: list[str] = []
-    for line in text.splitlines():
-        words = line.split("#", 1)[0].split(";", 1)[0].split()
-        if len(words) < 2:
-            continue
-        key, values = words[0], words[1:]
-        if key == "nameserver":
-            nameservers.append(values[0])
-        elif key in ("search", "domain"):
-            search = values
-        elif key == "options":
-            options.extend(values)
-    return tuple(nameservers), tuple(search), tuple(options)
-
-
-def parse_nsswitch_hosts(text: str) -> str | None:
-    """The sources after ``hosts:`` ("files dns", "files resolve [!UNAVAIL=return] dns")."""
-    for line in text.splitlines():
-        key, _, rest = line.split("#", 1)[0].partition(":")
-        if key.strip() == "hosts":
-            return " ".join(rest.split())
-    return None
-
-
-def resolver_config(
-    resolv_conf: Path = Path("/etc/resolv.conf"), nsswitch: Path = Path("/etc/nsswitch.conf")
-) -> ResolverConfig:
-    """Read both files; a missing file is said in ``error``, not raised (glibc then falls back
-    to a nameserver on localhost)."""
-    error = None
-    try:
-        nameservers, search, options = parse_resolv_conf(resolv_conf.read_text(errors="replace"))
-    except OSError as err:
-        nameservers, search, options = (), (), ()
-        error = f"{resolv_conf}: {err.strerror or err}"
-    try:
-        hosts_line = parse_nsswitch_hosts(nsswitch.read_text(errors="replace"))
-    except OSError:
-        hosts_line = None
-    return ResolverConfig(
-        path=str(resolv_conf),
-        nameservers=nameservers,
-        search=search,
-        options=options,
-        hosts_line=hosts_line,
-        nsswitch_path=str(nsswitch),
-        stub=SYSTEMD_STUB in nameservers,
-        error=error,
-    )
-
-
-def config_servers(config: ResolverConfig) -> tuple[Server, ...]:
-    """The nameservers of ``config`` that can be asked (port 53; a ``%scope`` suffix dropped,
-    an unparsable line skipped, as glibc skips it)."""
-    servers = []
-    for text in config.nameservers:
-        try:
-            servers.append(parse_server(text.split("%", 1)[0]))
-        except ValueError:
-            continue
-    return tuple(servers)
-
-
-def namespace_resolv_conf(netns: str, netns_etc: Path = Path("/etc/netns")) -> Path | None:
-    """``/etc/netns/NAME/resolv.conf`` if it exists: what ``ip netns exec NAME`` would
-    bind-mount over ``/etc/resolv.conf`` — and what entering the namespace by setns, as
-    ``--netns`` does, does not."""
-    path = netns_etc / netns / "resolv.conf"
-    return path if path.is_file() else None
-
-
-def parse_server(text: str) -> Server:
-    """``ADDR``, ``ADDR:PORT``, ``[V6]`` or ``[V6]:PORT`` (a bare IPv6 address has no port).
-    Raises ValueError with a message for humans."""
-    addr, port = text, DNS_PORT
-    if text.startswith("["):
-        addr, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"'{text}' is not [IPV6]:PORT")
-        port_text = rest[1:] if rest else None
-    elif text.count(":") == 1:
-        addr, port_text = text.split(":")
-    else:
-        port_text = None
-    if port_text is not None:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"'{port_text}' is not a port (1-65535)")
-        port = int(port_text)
-    try:
-        return ipaddress.ip_address(addr).compressed, port
-    except ValueError:
-        raise ValueError(f"'{addr}' is not an IP address") from None
-
-
-def format_server(server: Server) -> str:
-    addr, port = server
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
 def query_name(name: str, rdtype: str) -> dns.name.Name:
@@ -268,48 +133,6 @@ def lookup(
         return ()
     with ThreadPoolExecutor(max_workers=len(servers)) as pool:
         return tuple(pool.map(lambda server: query_server(qname, rdtype, server, timeout), servers))
-
-
-def parse_hosts(text: str) -> dict[str, str]:
-    """Address -> canonical name (the first name on the first line with that address), as
-    gethostbyaddr(3) answers from hosts(5)."""
-    names: dict[str, str] = {}
-    for line in text.splitlines():
-        words = line.split("#", 1)[0].split()
-        if len(words) < 2:
-            continue
-        try:
-            addr = ipaddress.ip_address(words[0].split("%", 1)[0]).compressed
-        except ValueError:
-            continue
-        names.setdefault(addr, words[1])
-    return names
-
-
-def parse_services(text: str) -> dict[tuple[int, str], str]:
-    """(port, protocol) -> name from services(5) lines ``name port/proto [aliases]``."""
-    names: dict[tuple[int, str], str] = {}
-    for line in text.splitlines():
-        words = line.split("#", 1)[0].split()
-        if len(words) < 2:
-            continue
-        port, _, proto = words[1].partition("/")
-        if port.isdigit() and proto:
-            names.setdefault((int(port), proto.lower()), words[0])
-    return names
-
-
-@lru_cache(maxsize=4)
-def _services(path: Path) -> dict[tuple[int, str], str]:
-    try:
-        return parse_services(path.read_text(errors="replace"))
-    except OSError:
-        return {}
-
-
-def service_name(port: int, proto: str, services: Path = Path("/etc/services")) -> str | None:
-    """The well-known name of ``port`` (read once per file)."""
-    return _services(services).get((port, proto.lower()))
 
 
 class ReverseResolver:

@@ -17,20 +17,18 @@ the tree, so referrals cannot loop.
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from netdash.sources.dns import (
-    DNS_PORT,
+from netdash.sources.dns import exchange, question, records_of
+from netdash.sources.dnsconfig import (
     DnsAnswer,
-    exchange,
-    format_server,
-    parse_server,
-    question,
-    records_of,
+    NameServer,
+    RootHints,
+    TraceHop,
+    TraceResult,
+    default_root_hints,
 )
 
 try:  # guarded as in dns.py: the CLI's parser must load without dnspython
@@ -43,174 +41,6 @@ except ImportError:
     pass
 
 MAX_CNAMES = 8
-
-#: IANA's named.root (https://www.internic.net/domain/named.root), the servers and addresses
-#: in force since B-root's renumbering of November 2023; parsed by :func:`parse_root_hints`.
-IANA_ROOT_HINTS = """\
-.                        3600000      NS    A.ROOT-SERVERS.NET.
-A.ROOT-SERVERS.NET.      3600000      A     198.41.0.4
-A.ROOT-SERVERS.NET.      3600000      AAAA  2001:503:ba3e::2:30
-.                        3600000      NS    B.ROOT-SERVERS.NET.
-B.ROOT-SERVERS.NET.      3600000      A     170.247.170.2
-B.ROOT-SERVERS.NET.      3600000      AAAA  2801:1b8:10::b
-.                        3600000      NS    C.ROOT-SERVERS.NET.
-C.ROOT-SERVERS.NET.      3600000      A     192.33.4.12
-C.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:2::c
-.                        3600000      NS    D.ROOT-SERVERS.NET.
-D.ROOT-SERVERS.NET.      3600000      A     199.7.91.13
-D.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:2d::d
-.                        3600000      NS    E.ROOT-SERVERS.NET.
-E.ROOT-SERVERS.NET.      3600000      A     192.203.230.10
-E.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:a8::e
-.                        3600000      NS    F.ROOT-SERVERS.NET.
-F.ROOT-SERVERS.NET.      3600000      A     192.5.5.241
-F.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:2f::f
-.                        3600000      NS    G.ROOT-SERVERS.NET.
-G.ROOT-SERVERS.NET.      3600000      A     192.112.36.4
-G.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:12::d0d
-.                        3600000      NS    H.ROOT-SERVERS.NET.
-H.ROOT-SERVERS.NET.      3600000      A     198.97.190.53
-H.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:1::53
-.                        3600000      NS    I.ROOT-SERVERS.NET.
-I.ROOT-SERVERS.NET.      3600000      A     192.36.148.17
-I.ROOT-SERVERS.NET.      3600000      AAAA  2001:7fe::53
-.                        3600000      NS    J.ROOT-SERVERS.NET.
-J.ROOT-SERVERS.NET.      3600000      A     192.58.128.30
-J.ROOT-SERVERS.NET.      3600000      AAAA  2001:503:c27::2:30
-.                        3600000      NS    K.ROOT-SERVERS.NET.
-K.ROOT-SERVERS.NET.      3600000      A     193.0.14.129
-K.ROOT-SERVERS.NET.      3600000      AAAA  2001:7fd::1
-.                        3600000      NS    L.ROOT-SERVERS.NET.
-L.ROOT-SERVERS.NET.      3600000      A     199.7.83.42
-L.ROOT-SERVERS.NET.      3600000      AAAA  2001:500:9f::42
-.                        3600000      NS    M.ROOT-SERVERS.NET.
-M.ROOT-SERVERS.NET.      3600000      A     202.12.27.33
-M.ROOT-SERVERS.NET.      3600000      AAAA  2001:dc3::35
-"""
-BUILT_IN = "IANA root hints (built in)"
-
-
-@dataclass(frozen=True, slots=True)
-class NameServer:
-    """A server of a zone: its name (lower case, with the final dot; the address itself for a
-    hint given as an address) and the addresses known for it (none: glueless)."""
-
-    name: str
-    addresses: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RootHints:
-    """Where a trace starts. ``port`` is used for every server of the trace (see the module)."""
-
-    servers: tuple[NameServer, ...]
-    port: int = DNS_PORT
-    source: str = BUILT_IN
-
-
-@dataclass(frozen=True, slots=True)
-class TraceHop:
-    """One question to one server. ``kind`` says what the reply meant: ``referral``,
-    ``answer``, ``cname`` (an alias whose target is looked up next), ``nxdomain``, ``nodata``,
-    ``lame`` (a reply that neither answers nor refers down; the next server is tried) or
-    ``no reply`` (silence or a network error, in ``error``). ``depth`` > 0 marks the questions
-    of a nested trace that finds a glueless name server's address."""
-
-    zone: str
-    server: str
-    address: str
-    port: int
-    qname: str
-    qtype: str
-    rcode: str | None
-    kind: str
-    records: tuple[DnsAnswer, ...]
-    ms: float | None
-    error: str | None = None
-    depth: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class TraceResult:
-    """The hops in the order asked, the final answer (the CNAME chain included) and its rcode;
-    ``error`` says why the trace stopped short (then ``rcode`` is None)."""
-
-    name: str
-    type: str
-    hops: tuple[TraceHop, ...]
-    answers: tuple[DnsAnswer, ...]
-    rcode: str | None
-    error: str | None = None
-
-
-def parse_root_hints(text: str) -> tuple[NameServer, ...]:
-    """named.root / root.hints: the ``.`` NS records name the servers, their A/AAAA records
-    give the addresses. Lines are ``NAME [TTL] [CLASS] TYPE DATA``; ``;`` starts a comment."""
-    names: list[str] = []
-    addresses: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        words = line.split(";", 1)[0].split()
-        words = [w for w in words if not w.isdigit() and w.upper() not in ("IN", "CH", "HS")]
-        if len(words) != 3:
-            continue
-        owner, rtype, data = words[0].lower(), words[1].upper(), words[2]
-        if rtype == "NS" and owner == ".":
-            names.append(absolute(data))
-        elif rtype in ("A", "AAAA"):
-            try:
-                address = ipaddress.ip_address(data).compressed
-            except ValueError:
-                continue
-            addresses.setdefault(absolute(owner), []).append(address)
-    return tuple(NameServer(name, tuple(addresses.get(name, ()))) for name in dict.fromkeys(names))
-
-
-def absolute(name: str) -> str:
-    name = name.lower()
-    return name if name.endswith(".") else name + "."
-
-
-def default_root_hints() -> RootHints:
-    return RootHints(parse_root_hints(IANA_ROOT_HINTS))
-
-
-def load_root_hints(spec: str) -> RootHints:
-    """``FILE_OR_ADDR[:PORT],...``: root hints files and server addresses, in order. The
-    addresses' port (all must use the same one) is the port of the whole trace. Raises
-    ValueError with a message for humans."""
-    servers: list[NameServer] = []
-    ports: set[int] = set()
-    for item in (part.strip() for part in spec.split(",")):
-        if not item:
-            continue
-        try:
-            addr, port = parse_server(item)
-        except ValueError as not_address:
-            servers.extend(read_hints_file(Path(item), not_address))
-            continue
-        ports.add(port)
-        servers.append(NameServer(addr, (addr,)))
-    if len(ports) > 1:
-        raise ValueError(
-            f"root hints use one port for every server of the trace, not {sorted(ports)}"
-        )
-    if not any(server.addresses for server in servers):
-        raise ValueError(f"no root server address in '{spec}'")
-    return RootHints(tuple(servers), ports.pop() if ports else DNS_PORT, spec)
-
-
-def read_hints_file(path: Path, not_address: ValueError) -> tuple[NameServer, ...]:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as err:
-        raise ValueError(
-            f"'{path}' is neither an address ({not_address}) nor a readable file "
-            f"({err.strerror or err})"
-        ) from None
-    servers = parse_root_hints(text)
-    if not servers:
-        raise ValueError(f"{path}: no NS records for '.' (named.root format expected)")
-    return servers
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,9 +335,3 @@ def referred_servers(
                 target = rdata.target
                 servers.append(NameServer(target.to_text().lower(), tuple(glue.get(target, ()))))
     return tuple(servers)
-
-
-def hop_server(hop: TraceHop) -> str:
-    """``name (address:port)``, or the address alone when the name is the address."""
-    where = format_server((hop.address, hop.port))
-    return where if hop.server == hop.address else f"{hop.server} ({where})"

@@ -31,14 +31,17 @@ import threading
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.strip import Strip
 
 from netdash.diagnose_resolve import nameservers
-from netdash.sources.dns import SYSTEMD_STUB, ReverseResolver, Server, format_server, parse_services
+from netdash.sources.dnsconfig import SYSTEMD_STUB, Server, format_server, parse_services
 from netdash.textsafe import visible
 from netdash.ui.widgets.virtual_table import VirtualTable
+
+if TYPE_CHECKING:  # dnspython is loaded by the first `n` (in load), not when the app starts
+    from netdash.sources.dns import ReverseResolver
 
 #: Seconds between two repaints for names that arrived (a burst of lookups is one repaint).
 REPAINT_EVERY = 0.15
@@ -109,7 +112,9 @@ class Names:
         return True
 
     def load(self) -> None:
-        """Read the configuration and files and build the resolver (worker thread)."""
+        """Read the configuration and files and build the resolver (worker thread). dnspython
+        is imported here, the first time names are turned on: several MB the app does not
+        spend until then."""
         options = self.options
         try:
             self._services = parse_services(options.services.read_text(errors="replace"))
@@ -117,6 +122,8 @@ class Names:
             self._services = {}
         servers, self.source, error = self._servers()
         try:
+            from netdash.sources.dns import ReverseResolver
+
             resolver = ReverseResolver(
                 servers,
                 options.timeout,

@@ -18,8 +18,7 @@ from textual.containers import Vertical
 from textual.widgets import ContentSwitcher, Input, Static
 
 from netdash.diagnose import DiagnoseOptions
-from netdash.sources.dns import ResolverConfig, Server
-from netdash.sources.dnstrace import RootHints
+from netdash.sources.dnsconfig import ResolverConfig, RootHints, Server
 from netdash.ui.panes.reach import ReachPane
 from netdash.ui.panes.resolver import ResolverPane
 from netdash.ui.panes.stack import StackPane

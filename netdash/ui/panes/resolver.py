@@ -33,26 +33,22 @@ from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Static
 
-from netdash.sources.dns import (
+from netdash.sources.dnsconfig import (
     RECORD_TYPES,
     SYSTEMD_STUB,
     DnsAnswer,
+    NameServer,
     ResolverConfig,
+    RootHints,
     Server,
     ServerAnswer,
-    config_servers,
-    format_server,
-    lookup,
-    namespace_resolv_conf,
-    parse_server,
-)
-from netdash.sources.dnstrace import (
-    NameServer,
-    RootHints,
     TraceHop,
     TraceResult,
+    config_servers,
+    format_server,
     hop_server,
-    trace,
+    namespace_resolv_conf,
+    parse_server,
 )
 from netdash.textsafe import visible
 
@@ -404,11 +400,14 @@ class ResolverPane(Vertical):
         return text
 
     # -- in the worker thread ------------------------------------------------------------------
+    # dnspython is imported by the first lookup, in the worker: not when the app starts.
 
     def ask(
         self, generation: int, query: DigQuery, servers: tuple[Server, ...], timeout: float
     ) -> None:
         try:
+            from netdash.sources.dns import lookup
+
             replies = lookup(query.name, query.rdtype, servers, timeout=timeout)
         except Exception as err:  # a bad name, or dnspython missing: said, not raised
             self.post_message(self.Failed(generation, str(err) or type(err).__name__))
@@ -422,6 +421,8 @@ class ResolverPane(Vertical):
             self.post_message(self.HopSeen(generation, hop))
 
         try:
+            from netdash.sources.dnstrace import trace
+
             result = trace(
                 query.name,
                 query.rdtype,
