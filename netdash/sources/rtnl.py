@@ -1,8 +1,8 @@
 """The rtnetlink (``NETLINK_ROUTE``) side shared by the links and routes sources.
 
 - :class:`RtnlSocket`: a ``NETLINK_ROUTE`` socket on :mod:`netdash.sources.netlink`'s
-  transport, with the two exchanges the routes source needs: a dump whose messages are kept as
-  raw bytes, and a single request with its one answer.
+  transport, with the two exchanges the routes and links sources need: a dump whose messages
+  are kept as raw bytes, and a single request with its one answer.
 - Sockets are created inside the reader's namespace (:class:`netdash.netns.NamespaceHandle`):
   a socket stays in the namespace it was created in for its whole life, whichever thread uses
   it; pyroute2 0.9's ``IPRoute`` keeps its socket *per thread* and opens it lazily, so one made
@@ -157,6 +157,24 @@ def attr_address(
     return socket.inet_ntop(family, data[span[0] : span[1]]) if span else None
 
 
+def attr_u8(data: bytes, attrs: Mapping[int, tuple[int, int]], kind: int) -> int | None:
+    span = attrs.get(kind)
+    return data[span[0]] if span and span[1] > span[0] else None
+
+
+def attr_bytes(data: bytes, attrs: Mapping[int, tuple[int, int]], kind: int) -> bytes | None:
+    """The payload of attribute ``kind`` as bytes (None when absent)."""
+    span = attrs.get(kind)
+    return data[span[0] : span[1]] if span else None
+
+
+def attr_string(data: bytes, attrs: Mapping[int, tuple[int, int]], kind: int) -> bytes | None:
+    """A string attribute (``NLA_NUL_STRING``/``NLA_STRING``) as its bytes, without the NULs
+    around it: names are the kernel's bytes, not always UTF-8, so decoding is the caller's."""
+    raw = attr_bytes(data, attrs, kind)
+    return None if raw is None else raw.strip(b"\0")
+
+
 # ----------------------------------------------------------------------------------- names
 
 #: iproute2's built-in names (lib/rt_names.c), used where /etc/iproute2 has no file.
@@ -235,6 +253,9 @@ __all__ = [
     "RtnlFailed",
     "RtnlSocket",
     "attr_address",
+    "attr_bytes",
+    "attr_string",
+    "attr_u8",
     "attr_u32",
     "attributes",
     "find_attr",
