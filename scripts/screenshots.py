@@ -575,7 +575,7 @@ def diagnose_app(
     builds it: its sockets, stack counters, and the Diagnose tab's settings."""
     from netdash.engine import ConnectionsSampler
     from netdash.netns import HOST, resolve_netns
-    from netdash.sources.dns import resolver_config
+    from netdash.sources.dnsconfig import resolver_config
     from netdash.sources.owners import OwnerMap
     from netdash.sources.sockets import SocketReader
     from netdash.sources.stack import StackReader

@@ -21,6 +21,7 @@ CORE_MODULES = (
     "netdash.sources.links",
     "netdash.sources.linkstats",
     "netdash.sources.routes",
+    "netdash.sources.dnsconfig",
     "netdash.sources.rtnl",
     "netdash.sources.processes",
     "netdash.sources.cgroups",
