@@ -93,12 +93,12 @@ class SyntheticSockets:
         self._tick += 1
         connected = [self._socket(ident, tick) for ident in self._ids]
         owners = {
-            sock.inode: (self._owner(ident),)
+            sock.inode: self._owner(ident)
             for ident, sock in zip(self._ids, connected, strict=True)
             if sock.inode
         }
         listeners = [self._listener(worker) for worker in range(OWNER_PROCESSES)]
-        owners.update({sock.inode: (self._owner(n),) for n, sock in enumerate(listeners)})
+        owners.update({sock.inode: self._owner(n) for n, sock in enumerate(listeners)})
         sockets = (*listeners, *connected)
         return SocketSample(
             sockets=sockets,
@@ -160,6 +160,10 @@ class SyntheticSockets:
         )
 
     @staticmethod
-    def _owner(ident: int) -> Owner:
-        worker = ident % OWNER_PROCESSES
-        return Owner(pid=10_000 + worker, fd=3 + ident // OWNER_PROCESSES, comm=f"worker-{worker}")
+    def _owner(ident: int) -> tuple[Owner]:
+        """The owners of socket ``ident``: one of the workers, shared as the owner map shares
+        them (one 1-tuple per process)."""
+        return _WORKERS[ident % OWNER_PROCESSES]
+
+
+_WORKERS = tuple((Owner(pid=10_000 + n, comm=f"worker-{n}"),) for n in range(OWNER_PROCESSES))

@@ -314,7 +314,9 @@ def run_dump(args: argparse.Namespace) -> int:
         owners.refresh()
         sys.stdout.flush()
         batches = reader.iter_read(tcp_info=True, unix=not args.no_unix)
-        write_batches(batches, owners.owners(), owners.complete, sys.stdout.buffer)
+        write_batches(
+            batches, owners.owners(), owners.complete, sys.stdout.buffer, owners.fd_tables()
+        )
     sys.stdout.buffer.flush()
     return EXIT_OK
 

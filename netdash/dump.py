@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any, BinaryIO
 
-from netdash.model import Owner, Socket, SocketSample
+from netdash.model import Owner, Socket, SocketSample, fd_index
 
 CHUNK_SOCKETS = 2000  # sockets per write: ~900 KB, few syscalls and little memory
 
@@ -25,7 +25,9 @@ CHUNK_SOCKETS = 2000  # sockets per write: ~900 KB, few syscalls and little memo
 def socket_to_json(sock: Socket, sample: SocketSample) -> dict[str, Any]:
     owners = sample.owners_of(sock)
     hidden = not owners and sock.inode != 0 and not sample.owners_complete
-    listed = sorted((o.pid, o.comm, o.fd) for o in owners)
+    listed = sorted(
+        (o.pid, o.comm, fd) for o in owners for fd in sample.fds_of(sock.inode, o.pid) or (None,)
+    )
     first = listed[0] if listed else None
     info = sock.tcp
     return {
@@ -66,7 +68,7 @@ def write_json(sample: SocketSample, out: BinaryIO, *, unix: bool = True) -> Non
     ``json.dump(..., separators=(",", ":"))`` writes it, plus a final newline."""
     sockets = [s for s in sample.sockets if unix or s.proto != "unix"]
     chunks = (sockets[i : i + CHUNK_SOCKETS] for i in range(0, len(sockets), CHUNK_SOCKETS))
-    write_batches(chunks, sample.owners, sample.owners_complete, out)
+    write_batches(chunks, sample.owners, sample.owners_complete, out, sample.fd_tables)
 
 
 def write_batches(
@@ -74,12 +76,13 @@ def write_batches(
     owners: Mapping[int, tuple[Owner, ...]],
     owners_complete: bool,
     out: BinaryIO,
+    fd_tables: Mapping[int, Mapping[int, int]],
 ) -> None:
     """:func:`write_json` for sockets that arrive in batches (``SocketReader.iter_read``):
     each is encoded and written (by ~CHUNK_SOCKETS) as it comes, so the table is never whole
     in memory. Nothing is written before the first batch: a source that fails at once leaves
     stdout empty."""
-    encoder = _Encoder(owners, owners_complete)
+    encoder = _Encoder(owners, owners_complete, fd_tables)
     pending: list[str] = []
     opening = "["  # before the first chunk; a comma before every later one
     for batch in batches:
@@ -97,9 +100,15 @@ class _Encoder:
     """Encodes sockets the way ``json`` does: strings through the same ASCII escaper, ints by
     ``int.__repr__``, floats by ``float.__repr__`` (rtt is always finite), None as null."""
 
-    def __init__(self, owners: Mapping[int, tuple[Owner, ...]], complete: bool) -> None:
+    def __init__(
+        self,
+        owners: Mapping[int, tuple[Owner, ...]],
+        complete: bool,
+        fd_tables: Mapping[int, Mapping[int, int]],
+    ) -> None:
         self._owners = owners
         self._complete = complete
+        self._held = fd_index(fd_tables)  # inode -> [(pid, fd)]: one pass, not one per socket
         self._text: dict[str | None, str] = {None: "null"}  # protos, states, addresses, names
 
     def text(self, value: str | None) -> str:
@@ -111,15 +120,24 @@ class _Encoder:
             encoded = self._text[value] = encode_basestring_ascii(value)  # type: ignore[arg-type]
         return encoded
 
-    def owners(self, owners: Sequence[Owner]) -> tuple[object, str, str]:
-        """(pid, process, owners list) for a socket with owners, sorted as ``socket_to_json``."""
+    def owners(self, owners: Sequence[Owner], inode: int) -> tuple[object, str, str]:
+        """(pid, process, owners list) for a socket with owners, sorted as ``socket_to_json``:
+        one entry per descriptor."""
         text = self.text
-        if len(owners) == 1:
+        held = self._held.get(inode, ())
+        if len(owners) == 1 and len(held) == 1:
             o = owners[0]
             process = text(o.comm)
-            return o.pid, process, f'[{{"pid":{o.pid},"process":{process},"fd":{o.fd}}}]'
-        listed = sorted((o.pid, o.comm, o.fd) for o in owners)
-        items = ",".join(f'{{"pid":{p},"process":{text(c)},"fd":{f}}}' for p, c, f in listed)
+            return o.pid, process, f'[{{"pid":{o.pid},"process":{process},"fd":{held[0][1]}}}]'
+        listed = sorted(
+            (o.pid, o.comm, fd)
+            for o in owners
+            for fd in [f for pid, f in held if pid == o.pid] or [None]
+        )
+        items = ",".join(
+            f'{{"pid":{p},"process":{text(c)},"fd":{"null" if f is None else f}}}'
+            for p, c, f in listed
+        )
         return listed[0][0], text(listed[0][1]), f"[{items}]"
 
     def encode(self, sockets: Iterable[Socket]) -> list[str]:
@@ -132,7 +150,7 @@ class _Encoder:
             inode = s.inode
             owners = owners_map.get(inode) if inode else None
             if owners:
-                pid, process, listed = owners_of(owners)
+                pid, process, listed = owners_of(owners, inode)
             else:
                 pid = process = "null"
                 listed = "null" if inode and not complete else "[]"

@@ -544,6 +544,7 @@ class ConnectionsSampler:
         return SocketSample(
             sockets=read.sockets,
             owners=self.owners.owners(),
+            fd_tables=self.owners.fd_tables(),
             sources=read.sources,
             gaps=read.gaps,
             owners_complete=self.owners.complete,
@@ -587,3 +588,5 @@ class OwnerMapLike(Protocol):
     def refresh(self, wanted: Mapping[int, int | None] | None = None) -> None: ...
 
     def owners(self) -> Mapping[int, tuple[Owner, ...]]: ...
+
+    def fd_tables(self) -> Mapping[int, Mapping[int, int]]: ...

@@ -60,6 +60,10 @@ def sample_to_dict(sample: SocketSample) -> dict[str, Any]:
         "is_root": sample.is_root,
         "taken_at": sample.taken_at,
         "wall_time": sample.wall_time,
+        "fd_tables": {
+            str(pid): {str(fd): inode for fd, inode in table.items()}
+            for pid, table in sample.fd_tables.items()
+        },
     }
 
 
@@ -72,12 +76,14 @@ def socket_from_dict(data: dict[str, Any]) -> Socket:
 
 
 def sample_from_dict(data: dict[str, Any]) -> SocketSample:
+    fd_tables = {
+        int(pid): {int(fd): inode for fd, inode in table.items()}
+        for pid, table in data.get("fd_tables", {}).items()
+    }
     return SocketSample(
         sockets=tuple(socket_from_dict(sock) for sock in data["sockets"]),
-        owners={
-            int(inode): tuple(Owner(**o) for o in owners)
-            for inode, owners in data.get("owners", {}).items()
-        },
+        owners=_owners_from_dict(data.get("owners", {}), fd_tables),
+        fd_tables=fd_tables,
         sources=data.get("sources", {}),
         gaps=tuple(data.get("gaps", ())),
         owners_complete=data.get("owners_complete", True),
@@ -85,6 +91,24 @@ def sample_from_dict(data: dict[str, Any]) -> SocketSample:
         taken_at=data.get("taken_at", 0.0),
         wall_time=data.get("wall_time", 0.0),
     )
+
+
+def _owners_from_dict(
+    data: dict[str, list[dict[str, Any]]], fd_tables: dict[int, dict[int, int]]
+) -> dict[int, tuple[Owner, ...]]:
+    """inode -> owners (one per pid). Recordings made when an owner was per descriptor list a
+    pid once per fd, with the fd: those fds go to ``fd_tables``."""
+    owners: dict[int, tuple[Owner, ...]] = {}
+    for key, listed in data.items():
+        inode, by_pid = int(key), {}
+        for fields in listed:
+            fields = dict(fields)
+            fd = fields.pop("fd", None)
+            if fd is not None:
+                fd_tables.setdefault(fields["pid"], {})[fd] = inode
+            by_pid.setdefault(fields["pid"], Owner(**fields))
+        owners[inode] = tuple(by_pid[pid] for pid in sorted(by_pid))
+    return owners
 
 
 def link_sample_to_dict(sample: LinkSample) -> dict[str, Any]:

@@ -26,6 +26,17 @@ def say(obj: object) -> None:
     print(json.dumps(obj), flush=True)
 
 
+def owner_fds(omap: Any, owners: Any, inode: int) -> list[tuple[Any, int]]:
+    """(owner, fd) for each descriptor through which an owner of ``inode`` holds it."""
+    tables = omap.fd_tables()
+    return [
+        (o, fd)
+        for o in owners.get(inode, ())
+        for fd, held in sorted(tables.get(o.pid, {}).items())
+        if held == inode
+    ]
+
+
 def inode_of(fd: int) -> int:
     return os.fstat(fd).st_ino
 
@@ -145,8 +156,10 @@ def probe(args: argparse.Namespace) -> None:
             "uid": os.geteuid(),
             "fd": own.fileno(),
             "inode": inode,
-            "own_owners": [[o.pid, o.fd, o.comm, o.uid, o.user] for o in owners.get(inode, ())],
-            "root_owners": [[o.pid, o.fd] for o in owners.get(args.root_inode, ())],
+            "own_owners": [
+                [o.pid, fd, o.comm, o.uid, o.user] for o, fd in owner_fds(omap, owners, inode)
+            ],
+            "root_owners": [[o.pid, fd] for o, fd in owner_fds(omap, owners, args.root_inode)],
             "complete": omap.complete,
             "denied": omap.stats.denied,
         }
@@ -205,7 +218,7 @@ def pidns(_args: argparse.Namespace) -> None:
         }
 
     def held_by(inode: int) -> list[list[int]]:
-        return [[o.pid, o.fd] for o in omap.owners().get(inode, ())]
+        return [[o.pid, fd] for o, fd in owner_fds(omap, omap.owners(), inode)]
 
     kids = [Kid() for _ in range(4)]
     out: dict[str, Any] = {"kids": [k.pid for k in kids]}
@@ -253,7 +266,9 @@ def pidns(_args: argparse.Namespace) -> None:
 
     now[0] = 5000.0
     omap.refresh()
-    out["full"] = {**stats(), "equal": dict(omap.owners()) == omap.full_rescan()}
+    owners, tables = omap.full_rescan()
+    kept = {pid: dict(table) for pid, table in omap.fd_tables().items()}
+    out["full"] = {**stats(), "equal": dict(omap.owners()) == owners and kept == tables}
     for kid in kids:
         kid.stop()
     say(out)

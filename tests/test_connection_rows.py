@@ -40,7 +40,7 @@ class Machine:
         self.socks[port] = Socket(
             "tcp", "inet", state, "10.0.0.1", port, "10.0.0.9", 443, 0, 0, inode, tcp=info()
         )
-        self.owners = {**self.owners, inode: (Owner(pid=100 + port % 3, fd=port, comm=comm),)}
+        self.owners = {**self.owners, inode: (Owner(pid=100 + port % 3, comm=comm),)}
 
     def send(self, port: int, acked: int) -> None:
         sock = self.socks[port]
@@ -120,7 +120,7 @@ def test_an_owner_change_rebuilds_that_row_only() -> None:
     rig = Rig()
     rig.settled()
     inode = rig.machine.socks[1005].inode
-    rig.machine.owners = {**rig.machine.owners, inode: (Owner(pid=7, fd=3, comm="nginx"),)}
+    rig.machine.owners = {**rig.machine.owners, inode: (Owner(pid=7, comm="nginx"),)}
     update = rig.tick()
     assert update is not None and [row.key for row in update.changed] == [rig.key(1005)]
     assert "nginx" in update.changed[0].text and update.changed[0].cells[-1] == "nginx"

@@ -89,12 +89,16 @@ def _sockets() -> list[Socket]:
 
 
 def _sample(complete: bool) -> SocketSample:
+    nginx = Owner(30, "nginx", 0, "root")
     owners = {
-        11: (Owner(30, 4, "nginx", 0, "root"), Owner(7, 9, HOSTILE, 0, "root")),
-        12: (Owner(8, 3, "ünï", 1000, None),),
-        15: (Owner(9, 5, "sshd"),),
+        11: (Owner(7, HOSTILE, 0, "root"), nginx),
+        12: (Owner(8, "ünï", 1000, None),),
+        15: (Owner(9, "sshd"),),
+        17: (nginx,),  # which fd is unknown (a recording without fd tables): "fd" is null
     }
-    return SocketSample(tuple(_sockets()), owners, owners_complete=complete)
+    # nginx holds 11 twice (dup'd): one entry per descriptor, as ss -p lists them
+    fd_tables = {30: {4: 11, 6: 11, 8: 99}, 7: {9: 11}, 8: {3: 12}, 9: {5: 15}}
+    return SocketSample(tuple(_sockets()), owners, owners_complete=complete, fd_tables=fd_tables)
 
 
 def _expected(sample: SocketSample, unix: bool) -> bytes:
@@ -113,7 +117,13 @@ def test_write_json_is_byte_for_byte_json_dump(monkeypatch, complete, unix, chun
     assert out.getvalue() == _expected(sample, unix)
     parsed = json.loads(out.getvalue())
     assert len(parsed) == (8 if unix else 6)
-    assert parsed[0]["owners"][0] == {"pid": 7, "process": HOSTILE, "fd": 9}  # sorted by pid
+    assert parsed[0]["owners"] == [  # sorted by pid, then fd
+        {"pid": 7, "process": HOSTILE, "fd": 9},
+        {"pid": 30, "process": "nginx", "fd": 4},
+        {"pid": 30, "process": "nginx", "fd": 6},
+    ]
+    last = parsed[-1]
+    assert last["inode"] == 17 and last["owners"] == [{"pid": 30, "process": "nginx", "fd": None}]
 
 
 def test_write_json_of_nothing_is_an_empty_array() -> None:
@@ -128,7 +138,8 @@ def test_write_batches_matches_write_json_whatever_the_batches(monkeypatch, chun
     sample = _sample(True)
     socks = list(sample.sockets)
     out = io.BytesIO()
-    dump.write_batches([socks[:3], [], socks[3:4], socks[4:]], sample.owners, True, out)
+    batches = [socks[:3], [], socks[3:4], socks[4:]]
+    dump.write_batches(batches, sample.owners, True, out, sample.fd_tables)
     assert out.getvalue() == _expected(sample, True)
 
 
@@ -139,5 +150,5 @@ def test_a_source_failing_before_its_first_batch_leaves_the_output_empty() -> No
 
     out = io.BytesIO()
     with pytest.raises(RuntimeError):
-        dump.write_batches(failing(), {}, True, out)
+        dump.write_batches(failing(), {}, True, out, {})
     assert out.getvalue() == b""

@@ -160,24 +160,25 @@ def test_recorded_tree_builds_sorted_owners_and_keeps_handed_out_views(tmp_path:
     clock = FakeClock()
     omap = OwnerMap(proc_root=tmp_path, full_pass_interval=10, clock=clock)
     omap.refresh()
-    root = Owner(pid=0, fd=0, comm="", uid=0, user=pwd.getpwuid(0).pw_name)
-    expected = {
-        777: (
-            Owner(100, 3, "we (ird", 0, root.user),
-            Owner(200, 7, "worker", 0, root.user),
-        ),
-        888: (Owner(200, 8, "worker", 0, root.user),),
-    }
+    user = pwd.getpwuid(0).pw_name
+    weird, worker = Owner(100, "we (ird", 0, user), Owner(200, "worker", 0, user)
+    expected = {777: (weird, worker), 888: (worker,)}
+    tables = {100: {3: 777}, 200: {7: 777, 8: 888}}
     assert dict(omap.owners()) == expected
-    assert omap.full_rescan() == expected
-    before = omap.owners()
+    assert dict(omap.fd_tables()) == tables
+    assert omap.full_rescan() == (expected, tables)
+    # One owner per process, shared by the sockets it holds: the map costs no object per socket.
+    assert omap.owners()[888][0] is omap.owners()[777][1]
+    before, tables_before = omap.owners(), omap.fd_tables()
 
     (tmp_path / "200" / "fd" / "8").unlink()
     clock.now = 10.0  # directory sizes of a recorded tree say nothing: wait for the full pass
     omap.refresh()
     assert omap.stats.full_pass
     assert 888 not in omap.owners()
+    assert dict(omap.fd_tables()[200]) == {7: 777}
     assert 888 in before, "a mapping handed out earlier must never change under its holder"
+    assert tables_before[200] == {7: 777, 8: 888}, "nor an fd table handed out earlier"
 
 
 def test_periodic_rescans_are_spread_over_the_interval(tmp_path: Path) -> None:
@@ -252,7 +253,8 @@ def test_child_socket_has_its_pid_fd_and_comm(spawn: Callable[..., Child]) -> No
     omap.refresh()
     uid, user = me()
     for fd, inode, _port in child.info["sockets"]:
-        assert omap.owners()[inode] == (Owner(child.pid, fd, "nd-owner-test", uid, user),)
+        assert omap.owners()[inode] == (Owner(child.pid, "nd-owner-test", uid, user),)
+        assert omap.fd_tables()[child.pid][fd] == inode
 
 
 def test_socket_shared_by_fork_lists_both_owners_sorted(spawn: Callable[..., Child]) -> None:
@@ -260,12 +262,11 @@ def test_socket_shared_by_fork_lists_both_owners_sorted(spawn: Callable[..., Chi
     parent_pid, forked_pid = child.info["pids"]
     omap = OwnerMap()
     omap.refresh()
-    owners = omap.owners()[child.info["inode"]]
-    assert {(o.pid, o.fd) for o in owners} == {
-        (parent_pid, child.info["fd"]),
-        (forked_pid, child.info["fd"]),
-    }
-    assert list(owners) == sorted(owners, key=lambda o: (o.pid, o.fd))
+    inode = child.info["inode"]
+    owners = omap.owners()[inode]
+    assert [o.pid for o in owners] == sorted([parent_pid, forked_pid])
+    for pid in (parent_pid, forked_pid):
+        assert omap.fd_tables()[pid][child.info["fd"]] == inode
 
 
 def test_exited_child_disappears_on_next_refresh(spawn: Callable[..., Child]) -> None:
@@ -288,7 +289,7 @@ def test_odd_comm_bytes_survive_as_text(spawn: Callable[..., Child]) -> None:
     omap.refresh()
     (fd, inode, _port) = child.info["sockets"][0]
     (owner,) = omap.owners()[inode]
-    assert (owner.pid, owner.fd) == (child.pid, fd)
+    assert owner.pid == child.pid and omap.fd_tables()[child.pid][fd] == inode
     assert owner.comm == "[red]x\x1b\\xff" == decode(raw)
 
 
@@ -312,8 +313,9 @@ def test_churn_is_followed_and_full_pass_matches_full_rescan(
     # Incremental refreshes alone (fd counts + unknown inodes) follow the churn exactly.
     omap.refresh(proc_net_inodes())
     for report in held:
-        mine = only_pids(omap.owners(), {report["pid"]})
-        assert {(g[0].fd, ino) for ino, g in mine.items()} == {tuple(x) for x in report["held"]}
+        table = omap.fd_tables().get(report["pid"], {})
+        assert set(table.items()) == {tuple(x) for x in report["held"]}
+        assert set(only_pids(omap.owners(), {report["pid"]})) == set(table.values())
 
     # dup2() of a file onto a socket's fd keeps the fd count: only the full pass sees it.
     fd, gone, _port = swapper.info["sockets"][0]
@@ -325,7 +327,11 @@ def test_churn_is_followed_and_full_pass_matches_full_rescan(
     assert omap.stats.full_pass
     assert gone not in omap.owners()
     ours = {swapper.pid, *(r["pid"] for r in held)}
-    assert only_pids(omap.owners(), ours) == only_pids(omap.full_rescan(), ours)
+    owners, tables = omap.full_rescan()
+    assert only_pids(omap.owners(), ours) == only_pids(owners, ours)
+    assert {p: dict(t) for p, t in omap.fd_tables().items() if p in ours} == {
+        p: t for p, t in tables.items() if p in ours
+    }
 
 
 def _ready(child: Child) -> bool:

@@ -568,11 +568,11 @@ def test_socket_counts_counts_each_socket_once_per_holding_process() -> None:
         _sock("unix", "ESTABLISHED", 5),
     )
     owners = {
-        1: (Owner(10, 3, "a"), Owner(10, 7, "a"), Owner(20, 3, "b")),  # dup'd, and forked
-        2: (Owner(10, 4, "a"),),
-        3: (Owner(20, 5, "b"),),
-        4: (Owner(20, 6, "b"),),
-        5: (Owner(10, 8, "a"),),
+        1: (Owner(10, "a"), Owner(20, "b")),  # forked
+        2: (Owner(10, "a"),),
+        3: (Owner(20, "b"),),
+        4: (Owner(20, "b"),),
+        5: (Owner(10, "a"),),
     }
     counts = socket_counts(SocketSample(sockets, owners))
     assert counts == {

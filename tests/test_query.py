@@ -47,8 +47,8 @@ def entry(
     return Entry(sock, tuple(owners), text.lower())
 
 
-NGINX = Owner(pid=812, fd=6, comm="nginx", uid=33, user="www-data")
-SSHD = Owner(pid=90, fd=3, comm="sshd", uid=0, user="root")
+NGINX = Owner(pid=812, comm="nginx", uid=33, user="www-data")
+SSHD = Owner(pid=90, comm="sshd", uid=0, user="root")
 
 
 @pytest.mark.parametrize("spelling", ["estab", "ESTABLISHED", "established", "Estab"])

@@ -192,12 +192,12 @@ def test_an_entry_decays_to_zero_and_drops_out_after_the_longest_window() -> Non
 
 def test_processes_with_several_owners_and_fds() -> None:
     flows = Flows(conn(5000, inode=11), conn(5001, inode=12))
-    nginx = Owner(pid=10, fd=3, comm="nginx", uid=33, user="www-data")
+    nginx = Owner(pid=10, comm="nginx", uid=33, user="www-data")
     flows.owners = {
         11: (
             nginx,
-            Owner(pid=11, fd=5, comm="nginx", uid=33, user="www-data"),
-            Owner(10, 7, "nginx"),
+            Owner(pid=11, comm="nginx", uid=33, user="www-data"),
+            Owner(10, "nginx"),
         ),
         12: (nginx,),
     }
@@ -372,7 +372,7 @@ def test_cgroup_lookup_is_cached_per_pid_and_start_time(tmp_path: Path) -> None:
 def test_ranked_processes_carry_their_cgroup(tmp_path: Path) -> None:
     fake_process(tmp_path, 10, 5, f"12:memory:/docker/{ID}\n0::/\n")
     flows = Flows(conn(5000, inode=11), cgroups=CgroupLookup(tmp_path))
-    flows.owners = {11: (Owner(10, 3, "redis"),)}
+    flows.owners = {11: (Owner(10, "redis"),)}
     flows.tick()
     flows.move(5000, tx=10)
     (talker,) = flows.tick().processes

@@ -276,6 +276,7 @@ async def test_enter_on_a_shared_listener_offers_a_chooser_then_the_process_scre
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, OwnerChooser)
+        assert "nginx  user root  fd 3" in "\n".join(screen_lines(app))
         await pilot.press("down", "enter")
         await pilot.pause()
         assert isinstance(app.screen, ProcessScreen)
@@ -329,6 +330,9 @@ async def test_detail_of_a_shared_listener_lists_every_owner():
         assert isinstance(app.screen, SocketDetailScreen)
         text = "\n".join(screen_lines(app))
         assert "owners" in text and text.count("nginx") >= 3
+        # Owners are per process; the fds come from the sample's fd tables (a recording made
+        # when owners carried their fd: read back into those tables).
+        assert text.count("fd 3  nginx") == 3, text
         assert "tcp_info" not in text  # a listener's tcp_info is all zeros: not shown
         assert "16384P" not in text
         await pilot.press("escape")

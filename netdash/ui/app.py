@@ -665,7 +665,7 @@ class NetdashApp(App[int]):
         # Socket memory is read only while a detail view shows it (the sampler's memory flag).
         self._set_socket_memory(True)
         self.push_screen(
-            SocketDetailScreen(message.entry, live=self.live),
+            SocketDetailScreen(message.entry, message.fds, live=self.live),
             callback=lambda _: self._set_socket_memory(False),
         )
 
@@ -690,7 +690,7 @@ class NetdashApp(App[int]):
                 name = next((o.comm for o in entry.owners if o.pid == pid), None)
                 self.post_message(ConnectionsPane.OpenProcess(pid, socket_trail(entry), name))
 
-        self.push_screen(OwnerChooser(message.entry), chosen)
+        self.push_screen(OwnerChooser(message.entry, message.fds), chosen)
 
     # -- actions -------------------------------------------------------------------------------
 

@@ -58,14 +58,13 @@ __all__ = [
 
 
 def sorted_owners(owners: tuple[Owner, ...]) -> tuple[Owner, ...]:
-    """Owners by (pid, fd); the same tuple when already sorted (the owner map sorts them), so
-    an unchanged owner list is recognised by identity on the next tick."""
+    """Owners by pid; the same tuple when already sorted (the owner map sorts them), so an
+    unchanged owner list is recognised by identity on the next tick."""
     if len(owners) < 2:
         return owners
-    pairs = [(o.pid, o.fd) for o in owners]
-    if all(a <= b for a, b in pairwise(pairs)):
+    if all(a.pid <= b.pid for a, b in pairwise(owners)):
         return owners
-    return tuple(sorted(owners, key=lambda o: (o.pid, o.fd)))
+    return tuple(sorted(owners, key=lambda o: o.pid))
 
 
 def build_row(

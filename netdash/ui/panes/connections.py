@@ -172,9 +172,12 @@ class ConnectionsPane(Vertical):
             self.name = name
 
     class OpenDetail(Message):
-        def __init__(self, entry: ConnEntry) -> None:
+        """Show a socket's detail; ``fds`` are its owners' descriptors on it (pid -> fds)."""
+
+        def __init__(self, entry: ConnEntry, fds: Mapping[int, tuple[int, ...]]) -> None:
             super().__init__()
             self.entry = entry
+            self.fds = fds
 
     class Diagnose(Message):
         """Run the host:port checklist (Diagnose tab) on ``target``, a connection's far end."""
@@ -184,9 +187,10 @@ class ConnectionsPane(Vertical):
             self.target = target
 
     class ChooseOwner(Message):
-        def __init__(self, entry: ConnEntry) -> None:
+        def __init__(self, entry: ConnEntry, fds: Mapping[int, tuple[int, ...]]) -> None:
             super().__init__()
             self.entry = entry
+            self.fds = fds
 
     def __init__(self, feed: ConnectionsFeed, host: HostInfo, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -470,14 +474,23 @@ class ConnectionsPane(Vertical):
             name = next(owner.comm for owner in entry.owners if owner.pid == pids[0])
             self.post_message(self.OpenProcess(pids[0], socket_trail(entry), name))
         else:
-            self.post_message(self.ChooseOwner(entry))
+            self.post_message(self.ChooseOwner(entry, self.owner_fds(entry)))
 
     def action_detail(self) -> None:
         row = self.table.cursor_row if not self.grouped else None
         if row is None:
             self.notify("select a socket first", severity="warning")
             return
-        self.post_message(self.OpenDetail(row.data))
+        self.post_message(self.OpenDetail(row.data, self.owner_fds(row.data)))
+
+    def owner_fds(self, entry: ConnEntry) -> dict[int, tuple[int, ...]]:
+        """pid -> the descriptors through which each owner holds ``entry``'s socket, from the
+        latest sample (owners are per process; their fds are looked up when shown)."""
+        update = self.last_update
+        if update is None:
+            return {}
+        sample = update.frame.sample
+        return {o.pid: sample.fds_of(entry.sock.inode, o.pid) for o in entry.owners}
 
     def action_diagnose(self) -> None:
         """``d``: why can't I reach it? The remote end (a listener: its own address)."""

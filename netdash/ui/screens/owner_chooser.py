@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -18,22 +20,19 @@ from netdash.ui.panes.connection_rows import ConnEntry, local_label
 class OwnerChooser(ModalScreen[int | None]):
     BINDINGS = [Binding("escape", "dismiss_none", "Back")]
 
-    def __init__(self, entry: ConnEntry) -> None:
+    def __init__(self, entry: ConnEntry, fds: Mapping[int, tuple[int, ...]] | None = None) -> None:
+        """``fds``: each owner's descriptors on the socket (pid -> fds), from the sample."""
         super().__init__()
         self.entry = entry
+        self.fds = fds or {}
 
     def compose(self) -> ComposeResult:
-        pids: dict[int, list[str]] = {}
-        for owner in self.entry.owners:
-            pids.setdefault(owner.pid, []).append(str(owner.fd))
         options = []
-        for owner in self.entry.owners:
-            if owner.pid not in pids:
-                continue
-            fds = pids.pop(owner.pid)
+        for owner in self.entry.owners:  # one per process, by pid
+            fds = ",".join(map(str, self.fds.get(owner.pid, ()))) or "?"
             label = Text(f"{owner.pid:>7}  ")
             label.append(visible(owner.comm), style="bold")
-            label.append(f"  user {visible(owner.user or str(owner.uid))}  fd {','.join(fds)}")
+            label.append(f"  user {visible(owner.user or str(owner.uid))}  fd {fds}")
             options.append(Option(label, id=str(owner.pid)))
         with Vertical(id="chooser"):
             yield Static(

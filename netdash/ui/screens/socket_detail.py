@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from rich.table import Table
 from rich.text import Text
@@ -104,9 +105,17 @@ def detail_rows(entry: ConnEntry, now: float | None = None) -> list[tuple[str, s
 class SocketDetailScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape", "dismiss", "Close"), Binding("i", "dismiss", "Close", show=False)]
 
-    def __init__(self, entry: ConnEntry, *, live: bool = True) -> None:
+    def __init__(
+        self,
+        entry: ConnEntry,
+        fds: Mapping[int, tuple[int, ...]] | None = None,
+        *,
+        live: bool = True,
+    ) -> None:
+        """``fds``: each owner's descriptors on the socket (pid -> fds), from the sample."""
         super().__init__()
         self.entry = entry
+        self.fds = fds or {}
         self.live = live
 
     def compose(self) -> ComposeResult:
@@ -141,7 +150,8 @@ class SocketDetailScreen(ModalScreen[None]):
         if not self.entry.owners:
             text.append(f"  {self.entry.reason or 'none'}\n", style="italic")
         for owner in self.entry.owners:
-            text.append(f"  pid {owner.pid}  fd {owner.fd}  ")
+            fds = ",".join(map(str, self.fds.get(owner.pid, ()))) or "?"
+            text.append(f"  pid {owner.pid}  fd {fds}  ")
             text.append(visible(owner.comm), style="bold")
             text.append(f"  user {visible(owner.user or str(owner.uid))}\n")
             if owner.pid in cmdlines:
