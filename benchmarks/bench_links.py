@@ -15,7 +15,7 @@ Sides, interleaved and repeated (:mod:`benchmarks.harness`: medians, per-round r
 - ``netdash tick (moving)``: the same after one datagram crossed every pair (untimed), so every
   veth's counters changed: the honest worst case, every record rebuilt and every rate computed.
 - ``ip -s -j link``: as a process, spawned inside the lab like the tools of bench_connections.
-- for information: ``read_counters`` alone, and ``read_links`` (pyroute2 links and addresses
+- for information: ``read_counters`` alone, and ``read_links`` (RTM_GETLINK and RTM_GETADDR dumps
   plus one ethtool ioctl per link), the rare full read done at start and when links change.
 
 Part ``ui``, the second target: the pane's refresh on the UI thread stays under 20 ms at 1,000
@@ -184,7 +184,7 @@ def sides(lab: LinkLab, netdash: NetdashLinks, runner: CommandRunner) -> list[Si
         ),
         command_side("ip -s -j link", runner, IP_LINK),
         call_side("  read_counters", netdash.reader.read_counters, "one RTM_GETSTATS dump"),
-        call_side("  read_links", netdash.reader.read_links, "pyroute2 links+addrs, ethtool"),
+        call_side("  read_links", netdash.reader.read_links, "RTM_GETLINK + RTM_GETADDR, ethtool"),
     ]
 
 
