@@ -328,6 +328,38 @@ def test_presorted_fixed_column_matches_a_sort_through_churn() -> None:
     assert [r.sort_values[1] for r in view] == sorted(r.sort_values[1] for r in view)
 
 
+def test_churn_while_sorted_by_a_presorted_column_keeps_its_order() -> None:
+    """Sorting by a presorted column computes no values; the next refresh does, and rows added,
+    changed and removed while sorted by it land where a real sort puts them."""
+    rng = random.Random(5)
+    keys = fixed_keys()
+    fixed = keys[2].one
+    rows = {k: make_row(k, random_value(rng)) for k in range(300)}
+    view = TableView(rows.values(), sort_column=0, sort_keys=keys, presort=True)
+    view.set_sort(2, reverse=True)
+    copy = view.copy()  # the UI's copy, sorted the same way, shares the lists
+    next_key = 300
+    for step in range(12):
+        removed = rng.sample(sorted(rows), 6)
+        for key in removed:
+            del rows[key]
+        changed = [
+            make_row(k, random_value(rng), counter=step) for k in rng.sample(sorted(rows), 9)
+        ]
+        changed += [
+            make_row(next_key + i, random_value(rng)) for i in range(5 if step % 4 else 900)
+        ]
+        next_key += len(changed) - 9
+        rows.update((row.key, row) for row in changed)
+        view.apply(changed, removed)
+        present = sorted(
+            (r for r in rows.values() if fixed(r) is not None), key=fixed, reverse=True
+        )
+        nones = sum(fixed(r) is None for r in rows.values())
+        assert [fixed(row) for row in view] == [fixed(r) for r in present] + [None] * nones
+    assert copy.total == 300 and [fixed(row) for row in copy][-1] is None  # untouched
+
+
 def test_copy_is_independent() -> None:
     rows = [make_row(k, k % 5) for k in range(50)]
     view = TableView(rows, sort_column=0, sort_keys=fixed_keys(), presort=True)

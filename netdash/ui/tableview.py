@@ -293,7 +293,7 @@ class TableView:
             self._rows = self._rows.copy()
             self._slot_of = self._slot_of.copy()
             self._arrival = self._arrival[:]
-            self._values = self._values.copy()
+            self._values = self._values.copy() if self._values is not None else None
             self._shown = self._shown[:]
             self._free = self._free.copy()
             self._all = self._all.copy()
@@ -321,7 +321,9 @@ class TableView:
         self._slot_of: dict[Hashable, int] = slot_of
         self._arrival = array("q", numbers)  # by slot: the sort key when unsorted
         self._next_arrival = count
-        self._values: list[Any] = (  # by slot: the sort column's value (0 in free slots)
+        # by slot: the sort column's value (0 in free slots); None until needed, after sorting by
+        # a presorted column (set_sort)
+        self._values: list[Any] | None = (
             numbers.copy() if self._sort_column is None else self._values_of(unique)
         )
         self._shown = (  # by slot: passes the filter (0 in free slots)
@@ -349,6 +351,8 @@ class TableView:
         appeared, vanished or moved), False when only cells did.
         """
         self._own()
+        if self._values is None:  # sorted by a presorted column since: see set_sort
+            self._values = self._column_values()
         rows, values, shown = self._rows, self._values, self._shown
         slot_of = self._slot_of
         getter = self._getter()
@@ -487,11 +491,14 @@ class TableView:
         """
         if column == self._sort_column and reverse == self._reverse:
             return
+        presorted = self._presorted.get(column) if column is not None else None
         if column != self._sort_column:
             self._sort_column = column
-            self._values = self._column_values()
+            # A presorted column's values are only needed by the next apply (placing changed
+            # rows), which computes them then, in the producer's thread: a key press that sorts
+            # by Local does not compute 100k endpoint keys on the UI thread (~20 ms).
+            self._values = self._column_values() if presorted is None else None
         self._reverse = reverse
-        presorted = self._presorted.get(column) if column is not None else None
         if presorted is not None:
             # No sort of 100k values (60-100 ms here when the current order is unrelated to
             # the column): the rows are kept in this column's order, ties in their order of
@@ -603,7 +610,10 @@ class TableView:
 
     def _mirrored(self, order: list[int]) -> list[int]:
         """``order`` (ascending, Nones last) descending, the None block still last."""
-        values, end = self._values, len(order)
+        values: Any = self._values
+        if values is None:
+            values = _ValuesOf(self._rows, self._sort_keys[self._sort_column].one)  # type: ignore[index]
+        end = len(order)
         while end and values[order[end - 1]] is None:
             end -= 1
         return order[end - 1 :: -1] + order[end:] if end else order.copy()
