@@ -288,6 +288,23 @@ def fixed_keys() -> list[SortKey]:
     ]
 
 
+def churn(
+    rows: dict[int, Row], rng: random.Random, step: int, sizes: tuple[int, int, int]
+) -> tuple[list[Row], list[int]]:
+    """One refresh of random churn applied to ``rows``: (removed, changed, added) counts."""
+    gone, moved, new = sizes
+    removed = rng.sample(sorted(rows), gone)
+    for key in removed:
+        del rows[key]
+    changed = [
+        make_row(k, random_value(rng), counter=step) for k in rng.sample(sorted(rows), moved)
+    ]
+    start = max(rows, default=-1) + 1 + gone
+    changed += [make_row(start + i, random_value(rng)) for i in range(new)]
+    rows.update((row.key, row) for row in changed)
+    return changed, removed
+
+
 def test_presorted_fixed_column_matches_a_sort_through_churn() -> None:
     """A view built with presort keeps every row in a fixed column's order as rows come and go;
     sorting by it then shows what a real sort shows, descending being the exact mirror."""
@@ -296,19 +313,8 @@ def test_presorted_fixed_column_matches_a_sort_through_churn() -> None:
     rows = {k: make_row(k, random_value(rng)) for k in range(300)}
     view = TableView(rows.values(), sort_column=0, sort_keys=keys, presort=True)
     fixed = keys[2].one
-    next_key = 300
     for step in range(30):
-        removed = rng.sample(sorted(rows), 8)
-        for key in removed:
-            del rows[key]
-        changed = [
-            make_row(k, random_value(rng), counter=step) for k in rng.sample(sorted(rows), 20)
-        ]
-        changed += [
-            make_row(next_key + i, random_value(rng)) for i in range(12 if step % 5 else 2000)
-        ]
-        next_key += len(changed) - 20
-        rows.update((row.key, row) for row in changed)
+        changed, removed = churn(rows, rng, step, (8, 20, 12 if step % 5 else 2000))
         view.apply(changed, removed)
         if step % 6 == 0:
             view.set_filter(None if step % 12 else (lambda row: row.key % 3 != 0))
@@ -338,19 +344,8 @@ def test_churn_while_sorted_by_a_presorted_column_keeps_its_order() -> None:
     view = TableView(rows.values(), sort_column=0, sort_keys=keys, presort=True)
     view.set_sort(2, reverse=True)
     copy = view.copy()  # the UI's copy, sorted the same way, shares the lists
-    next_key = 300
     for step in range(12):
-        removed = rng.sample(sorted(rows), 6)
-        for key in removed:
-            del rows[key]
-        changed = [
-            make_row(k, random_value(rng), counter=step) for k in rng.sample(sorted(rows), 9)
-        ]
-        changed += [
-            make_row(next_key + i, random_value(rng)) for i in range(5 if step % 4 else 900)
-        ]
-        next_key += len(changed) - 9
-        rows.update((row.key, row) for row in changed)
+        changed, removed = churn(rows, rng, step, (6, 9, 5 if step % 4 else 900))
         view.apply(changed, removed)
         present = sorted(
             (r for r in rows.values() if fixed(r) is not None), key=fixed, reverse=True
