@@ -120,7 +120,7 @@ class InetRecords:
         mem = self._meminfo(view[mem_start:mem_end]) if mem_start else None
         sock = self._inet_socket(view, off, proto, tcp, mem, expires, read_at, cookie)
         if tail_at:
-            return sock  # its PackedTcpInfo holds head and tail: see packed_entry
+            return sock  # its PackedTcpInfo holds head and tail: see Kept
         return (head, tail, tail_at, _deadline(expires, read_at), sock)
 
     def _inet_socket(

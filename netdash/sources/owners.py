@@ -308,7 +308,7 @@ class OwnerMap:
 
     def _index_new(self, proc: _Proc) -> None:
         """Index every socket of a pid seen for the first time: the whole first pass at 100k
-        sockets, so one tight loop (~0.05 s there)."""
+        sockets, so one tight loop."""
         index = self._writable()
         get, solo, owner = index.get, proc.solo, proc.owner
         for inode in proc.sockets.values():

@@ -335,12 +335,12 @@ _REMOTE_ADDR, _REMOTE_PORT = attrgetter("sock.remote_addr"), attrgetter("sock.re
 
 def _local_key(row: ConnRow) -> str:
     sock = row.sock
-    return _PREFIXES[sock.local_addr] + chr(sock.local_port or 0)
+    return address_key(sock.local_addr, sock.local_port)
 
 
 def _remote_key(row: ConnRow) -> str:
     sock = row.sock
-    return _PREFIXES[sock.remote_addr] + chr(sock.remote_port or 0)
+    return address_key(sock.remote_addr, sock.remote_port)
 
 
 def _endpoint_keys(
