@@ -39,8 +39,9 @@ from netdash.sources.sockets import (
     gc_paused,
 )
 from netdash.sources.tcpinfo import (
-    HEAD_END,
-    TAIL_START,
+    FOLD_END,
+    FOLD_START,
+    PACKED_MIN,
     AttrLayout,
     PackedTcpInfo,
     fast_constructor,
@@ -579,7 +580,9 @@ def test_packed_tcp_info_reads_what_the_parser_reads_and_acts_as_a_tcp_info() ->
             raw = client.getsockopt(socket.IPPROTO_TCP, TCP_INFO, 512)
     eager = parse_tcp_info(raw)
     assert eager is not None and eager.bytes_acked and eager.bytes_acked > 3000
-    packed = packed_tcp_info(b"prefix" + raw[:HEAD_END], 6, raw[TAIL_START:])
+    folded = bytearray(raw[:PACKED_MIN])
+    folded[FOLD_START:FOLD_END] = b"message fields!!"  # what the reader folds in is not read
+    packed = packed_tcp_info(bytes(folded), 100)
     assert isinstance(packed, TcpInfo) and isinstance(packed, PackedTcpInfo)
     assert dataclasses.asdict(packed) == dataclasses.asdict(eager)  # every field, by name
     assert packed == eager and eager == packed and hash(packed) == hash(eager)
@@ -590,10 +593,10 @@ def test_packed_tcp_info_reads_what_the_parser_reads_and_acts_as_a_tcp_info() ->
     assert type(changed) is TcpInfo and changed.rtt_us == 1 and changed != packed
     moved = bytearray(raw)
     moved[120] ^= 1  # tcpi_bytes_acked
-    other = packed_tcp_info(raw[:HEAD_END], 0, bytes(moved[TAIL_START:]))
+    other = packed_tcp_info(bytes(moved[:PACKED_MIN]), 100)
     assert other != packed and other.bytes_acked != packed.bytes_acked
-    same = packed_tcp_info(raw[:HEAD_END], 0, raw[TAIL_START:])
-    assert same == packed and same is not packed
+    same = packed_tcp_info(raw[:PACKED_MIN], 100)  # other folded bytes, the same tcp_info
+    assert same == packed and same is not packed and hash(same) == hash(packed)
     with pytest.raises(AttributeError):
         packed.rtt_us = 5  # type: ignore[misc]
 

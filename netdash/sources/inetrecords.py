@@ -16,11 +16,14 @@ import sys
 
 from netdash.model import DATAGRAM_STATES, TCP_STATES, TIMER_NAMES, MemInfo, Socket, TcpInfo, Timer
 from netdash.sources.tcpinfo import (
-    HEAD_END,
+    FOLD_END,
+    FOLD_START,
+    FOLDED_MSG_FIELDS,
+    INET_DIAG_INFO,
     INET_MSG_END,
+    NLATTR,
     NLMSG_HEADER,
     PACKED_MIN,
-    TAIL_START,
     AttrLayout,
     fast_constructor,
     packed_tcp_info,
@@ -37,7 +40,18 @@ _INET_MSG = struct.Struct("=BBBB HH 16s16s I II IIIII")
 assert NLMSG_HEADER + _INET_MSG.size == INET_MSG_END
 _U32 = struct.Struct("=I")
 _ZERO16 = bytes(16)
-_ZERO_VOLATILE = bytes(TAIL_START - HEAD_END)
+# fackets and the tcpi_last_* "ms since" fields of tcp_info: zeroed in a short struct, parsed now.
+_VOLATILE_START, _VOLATILE_END = 40, 60
+_ZERO_VOLATILE = bytes(_VOLATILE_END - _VOLATILE_START)
+#: Where, from the start of a message, the reader copies the fields folded into tcp_info from.
+FOLD_FROM, FOLD_TO = (NLMSG_HEADER + at for at in FOLDED_MSG_FIELDS)
+TIMER_AT = NLMSG_HEADER + 2  # inet_diag_msg.idiag_timer, then idiag_retrans
+# The states in which a TCP socket's addresses and ports can no longer change: with tcp_info
+# holding the state, a record of one of them compares tcp_info alone (see Kept). A socket in
+# CLOSE or SYN_SENT can still be (re)connected elsewhere.
+_SETTLED_STATES = frozenset(
+    n for n, name in TCP_STATES.items() if name not in {"CLOSE", "SYN_SENT"}
+)
 _NO_SPANS = (0, 0, 0, 0)
 _MEMINFO_KEPT = 65_536  # distinct socket-memory readings shared between records
 _ADDRESSES_KEPT = 100_000  # per family, checked once per sample
@@ -53,16 +67,19 @@ _FAMILY_NAMES = {socket.AF_INET: "inet", socket.AF_INET6: "inet6"}
 _HEADER_COOKIE_IS_VALUE = sys.byteorder == "little"
 
 #: What a socket's previous reading left for the next one: (head, tail, tail offset in the
-#: message, check, record). ``check`` is the deadline of the record's running timer in monotonic
-#: ms, 0 for none (inet: a countdown is compared apart, see :func:`retimed`), or the message
-#: length (UNIX, whose head is the whole message). See :meth:`InetRecords.build`.
+#: message, check, record). ``head`` is the message from its inet_diag_msg up to tcp_info, or to
+#: its end without a packed tcp_info (then ``tail`` is empty and its offset 0); ``tail`` is a
+#: packed tcp_info's bytes (:class:`PackedTcpInfo`, its fields folded in). ``check`` is the
+#: deadline of the record's running timer in monotonic ms, 0 for none (inet: a countdown is
+#: compared apart, see :func:`retimed`), or the message length (UNIX, whose head is the whole
+#: message). See :meth:`InetRecords.build`.
 Entry = tuple[bytes, bytes, int, int, Socket]
-#: What the reader keeps of a socket: an :data:`Entry`, or for a socket with a full tcp_info
-#: (most of a busy server's) the record alone: its :class:`PackedTcpInfo` already holds the head
-#: and tail (the tail sits at ``tcp._at + TAIL_AT`` in the message) and its timer the deadline.
-#: 80 bytes less per socket, 8 MB at 100k.
+#: What the reader keeps of a socket: an :data:`Entry`, or for most sockets of a busy server
+#: (settled TCP states, a packed tcp_info, no bound device, no socket memory) the record alone.
+#: Its PackedTcpInfo's bytes hold everything of the message that the record carries, except
+#: the addresses (settled), the device (checked apart) and the timer (its deadline is the
+#: record's, compared apart). ~300 bytes less per socket than a head and a tail.
 Kept = Entry | Socket
-TAIL_AT = NLMSG_HEADER + TAIL_START
 
 
 class InetRecords:
@@ -93,35 +110,40 @@ class InetRecords:
     ) -> Kept:  # fmt: skip
         """A new record, and the bytes that say next time whether it is still right.
 
-        ``head`` runs from the inet_diag_msg through every attribute before tcp_info and
-        tcp_info's first HEAD_END bytes; ``tail`` from tcp_info's TAIL_START to the end of the
-        last field the model reads. Between them: the "ms since" fields, left out. Without a
-        full tcp_info the head is all the message the record is built from.
+        With a full tcp_info the record's PackedTcpInfo holds those bytes (FOLD_START says how)
+        and, unless the socket can still change in ways they do not show, the record is all
+        that is kept. Otherwise an Entry keeps the message from its inet_diag_msg to tcp_info
+        (or to the end of the last attribute read) as well.
         """
         base = off + NLMSG_HEADER
         length = _U32.unpack_from(view, off)[0]
         info_start, info_end, mem_start, mem_end = (
             self._layout.find(view, off, length, want_info) if attrs else _NO_SPANS
         )
-        tail, tail_at = b"", 0
-        if info_start and info_end - info_start >= PACKED_MIN:
-            head = bytes(view[base : info_start + HEAD_END])
-            tail_start = info_start + TAIL_START
-            tail = bytes(view[tail_start : max(info_start + PACKED_MIN, mem_end)])
-            tcp = packed_tcp_info(head, info_start - base, tail)
-            tail_at = tail_start - off
-        else:
-            tcp = None
-            if info_start:  # an older kernel's shorter struct: parsed now, "ms since" zeroed
-                if info_end - info_start >= TAIL_START:
-                    view[info_start + HEAD_END : info_start + TAIL_START] = _ZERO_VOLATILE
-                tcp = parse_tcp_info(view[info_start:info_end])
-            head = bytes(view[base : max(info_end, mem_end, off + INET_MSG_END)])
         mem = self._meminfo(view[mem_start:mem_end]) if mem_start else None
+        if info_start and info_end - info_start >= PACKED_MIN and mem_end < info_start:
+            fold_fields(view, off, info_start)
+            raw = bytes(view[info_start : info_start + PACKED_MIN])
+            tcp: TcpInfo | None = packed_tcp_info(raw, info_start - off)
+            sock = self._inet_socket(view, off, proto, tcp, mem, expires, read_at, cookie)
+            if not mem_start and sock.interface is None and view[base + 1] in _SETTLED_STATES:
+                return sock
+            head = bytes(view[base:info_start])
+            return (head, raw, info_start - off, deadline_ms(expires, read_at), sock)
+        tcp = None
+        if info_start:  # an older kernel's shorter struct: parsed now, "ms since" zeroed
+            if info_end - info_start >= _VOLATILE_END:
+                view[info_start + _VOLATILE_START : info_start + _VOLATILE_END] = _ZERO_VOLATILE
+            tcp = parse_tcp_info(view[info_start:info_end])
+        head = bytes(view[base : max(info_end, mem_end, off + INET_MSG_END)])
         sock = self._inet_socket(view, off, proto, tcp, mem, expires, read_at, cookie)
-        if tail_at:
-            return sock  # its PackedTcpInfo holds head and tail: see Kept
-        return (head, tail, tail_at, _deadline(expires, read_at), sock)
+        return (head, b"", 0, deadline_ms(expires, read_at), sock)
+
+    @property
+    def info_header(self) -> bytes:
+        """The nlattr header of tcp_info in this kernel's messages (as last seen): a kept
+        record's tcp_info is only looked for where this header precedes it."""
+        return NLATTR.pack(self._layout.info_len, INET_DIAG_INFO)
 
     def _inet_socket(
         self, view: memoryview, off: int, proto: str, tcp: TcpInfo | None, mem: MemInfo | None,
@@ -203,8 +225,9 @@ class InetRecords:
         return name
 
 
-def retimed(entry: Entry, expires: int, read_at: float) -> Kept:
-    """The same record with its timer's new deadline.
+def retimed(old: Socket, kind: int, retrans: int, expires: int, read_at: float) -> Socket:
+    """The same record with its timer as now read (``kind``, ``retrans`` and ``expires`` from the
+    message): None when it stopped, else the new deadline.
 
     A running timer's countdown changes on every read; its deadline does not, until the timer
     is re-armed (keepalive after a probe or traffic, retransmit) or fires. So a record is kept
@@ -213,20 +236,24 @@ def retimed(entry: Entry, expires: int, read_at: float) -> Kept:
     equal, so the strings, tcp_info and memory are shared and only the Socket and its Timer
     are new (~2 µs instead of ~10 µs for a new record).
     """
-    old = entry[4]
-    timer = old.timer
-    assert timer is not None
-    new_timer = _make_timer(timer.name, expires, timer.retrans, read_at + expires / 1000)
-    sock = _make_socket(
+    timer = (
+        _make_timer(TIMER_NAMES.get(kind, "unknown"), expires, retrans, read_at + expires / 1000)
+        if kind
+        else None
+    )
+    return _make_socket(
         old.proto, old.family, old.state, old.local_addr, old.local_port, old.remote_addr,
         old.remote_port, old.recv_q, old.send_q, old.inode, old.uid, old.interface,
-        old.sock_type, old.peer_inode, old.cookie, new_timer, old.tcp, old.mem,
+        old.sock_type, old.peer_inode, old.cookie, timer, old.tcp, old.mem,
     )  # fmt: skip
-    if entry[2]:
-        return sock  # kept alone, as build keeps it
-    return (entry[0], entry[1], entry[2], _deadline(expires, read_at), sock)
 
 
-def _deadline(expires: int, read_at: float) -> int:
+def fold_fields(view: memoryview, off: int, info_start: int) -> None:
+    """Copy the fields a record carries from the inet_diag_msg at ``off`` into the unread bytes
+    of its tcp_info at ``info_start`` (see FOLD_START in :mod:`netdash.sources.tcpinfo`)."""
+    view[info_start + FOLD_START : info_start + FOLD_END] = view[off + FOLD_FROM : off + FOLD_TO]
+
+
+def deadline_ms(expires: int, read_at: float) -> int:
     """A running timer's deadline in whole monotonic ms, 0 for none (the check of an Entry)."""
     return int(read_at * 1000) + expires if expires else 0

@@ -161,33 +161,44 @@ _FIELD_OFFSETS: tuple[tuple[str, str, int], ...] = (
     ("busy_time_us", "Q", 168), ("bytes_sent", "Q", 200), ("bytes_retrans", "Q", 208),
 )  # fmt: skip
 _WSCALE_OFFSET = 6
-#: tcp_info bytes [HEAD_END, TAIL_START) are left out of a packed record: fackets (unused since
-#: 4.15) and the four tcpi_last_* "ms since" fields, which change on every read of an idle
-#: socket. Leaving them out is what lets an idle socket's bytes compare equal from tick to tick.
-HEAD_END, TAIL_START = 40, 60
-#: A packed record needs the struct up to bytes_retrans (Linux 4.19); shorter ones are parsed.
+#: A packed record keeps tcp_info bytes [0, PACKED_MIN): the struct up to bytes_retrans (Linux
+#: 4.19); shorter ones are parsed.
 PACKED_MIN = _TCP_INFO.size
+#: Bytes [FOLD_START, FOLD_END) of tcp_info are the four tcpi_last_* "ms since" fields: the model
+#: does not read them, and they change on every read of an idle socket. Before a record's bytes
+#: are kept or compared, the reader overwrites them with the inet_diag_msg fields the record
+#: carries and tcp_info does not (queues, uid, inode: FOLDED_MSG_FIELDS), so that comparing one
+#: bytes object tells whether a socket changed.
+FOLD_START, FOLD_END = 44, 60
+#: Where those fields sit in struct inet_diag_msg (linux/inet_diag.h): idiag_rqueue, idiag_wqueue,
+#: idiag_uid, idiag_inode, 16 bytes from offset 56.
+FOLDED_MSG_FIELDS = (56, 72)
 #: Fields most likely to differ between two readings of a socket, compared first.
 _VOLATILE_FIRST = ("bytes_acked", "bytes_received", "segs_out", "segs_in", "data_segs_out",
                    "data_segs_in", "bytes_sent", "busy_time_us", "rtt_us", "rttvar_us")  # fmt: skip
+assert FOLDED_MSG_FIELDS[1] - FOLDED_MSG_FIELDS[0] == FOLD_END - FOLD_START
+assert all(
+    offset + struct.calcsize(code) <= FOLD_START or offset >= FOLD_END
+    for _, code, offset in _FIELD_OFFSETS
+)
 
 
 class PackedTcpInfo(TcpInfo):
     """A :class:`TcpInfo` that keeps the kernel's bytes and reads each field when asked.
 
     An eager TcpInfo is ~850 bytes or more (39 fields, most holding an int object of its own)
-    and costs ~3.5 µs to build; this one is ~100 bytes, shares the bytes that the reader keeps
-    anyway to tell whether a socket changed (``head`` holds tcp_info bytes ``[0, HEAD_END)``
-    from offset ``at``, ``tail`` bytes ``[TAIL_START, ...)``), costs ~0.3 µs to build, and
-    each field read is one ``unpack_from`` (~0.15 µs). Most records are never read past the few
-    fields a row or a rate needs.
+    and costs ~3.5 µs to build; this one holds the bytes the reader keeps anyway to tell
+    whether a socket changed (``raw``: tcp_info bytes ``[0, PACKED_MIN)`` with the message's
+    fields folded in, see FOLD_START; ``at``: where tcp_info starts in the message), costs
+    ~0.3 µs to build, and each field read is one ``unpack_from`` (~0.15 µs). Most records are
+    never read past the few fields a row or a rate needs.
 
     It is a TcpInfo in every way callers use: ``isinstance``, ``dataclasses.fields`` and
     ``asdict``, ``==`` and ``hash`` with plain TcpInfo records, ``repr``; copies, pickles and
     ``dataclasses.replace`` give a plain TcpInfo.
     """
 
-    __slots__ = ("_at", "_head", "_tail")
+    __slots__ = ("_at", "_raw")
 
     def __new__(cls, *args: object, **kwargs: object) -> TcpInfo:  # type: ignore[misc]
         # Only copies and dataclasses.replace() call the class: they get a plain record.
@@ -198,11 +209,7 @@ class PackedTcpInfo(TcpInfo):
             return True
         if not isinstance(other, TcpInfo):
             return NotImplemented
-        if (
-            isinstance(other, PackedTcpInfo)
-            and self._tail == other._tail
-            and self._head[self._at :] == other._head[other._at :]
-        ):
+        if isinstance(other, PackedTcpInfo) and self._raw == other._raw:
             return True
         for get in _VOLATILE_GETTERS:
             if get(self) != get(other):
@@ -221,23 +228,17 @@ class PackedTcpInfo(TcpInfo):
 
 
 def _install_fields() -> None:
-    """One read-only property per field, from ``head`` or ``tail`` by the field's offset."""
+    """One read-only property per field, read from ``raw`` at the field's offset."""
     for name, code, offset in _FIELD_OFFSETS:
         unpack = struct.Struct("=" + code).unpack_from
-        if offset < HEAD_END:
 
-            def get(self: PackedTcpInfo, _u=unpack, _o=offset) -> int:  # type: ignore[no-untyped-def]
-                return _u(self._head, self._at + _o)[0]
-
-        else:
-
-            def get(self: PackedTcpInfo, _u=unpack, _o=offset - TAIL_START) -> int:  # type: ignore[no-untyped-def]
-                return _u(self._tail, _o)[0]
+        def get(self: PackedTcpInfo, _u=unpack, _o=offset) -> int:  # type: ignore[no-untyped-def]
+            return _u(self._raw, _o)[0]
 
         setattr(PackedTcpInfo, name, property(get, doc=f"tcpi_{name}, read from the bytes"))
 
     def wscale(self: PackedTcpInfo, high: bool) -> int:
-        byte = self._head[self._at + _WSCALE_OFFSET]
+        byte = self._raw[_WSCALE_OFFSET]
         return byte >> 4 if high else byte & 0xF
 
     # snd_wscale is the bitfield declared first: the low nibble on little-endian machines.
@@ -250,20 +251,18 @@ _NAMES = tuple(f.name for f in dataclasses.fields(TcpInfo))
 _all_values = operator.attrgetter(*_NAMES)
 _VOLATILE_GETTERS = tuple(operator.attrgetter(name) for name in _VOLATILE_FIRST)
 _new_packed = object.__new__
-_set_at, _set_head, _set_tail = (
+_set_at, _set_raw = (
     PackedTcpInfo._at.__set__,  # type: ignore[attr-defined]
-    PackedTcpInfo._head.__set__,  # type: ignore[attr-defined]
-    PackedTcpInfo._tail.__set__,  # type: ignore[attr-defined]
+    PackedTcpInfo._raw.__set__,  # type: ignore[attr-defined]
 )
 
 
-def packed_tcp_info(head: bytes, at: int, tail: bytes) -> PackedTcpInfo:
-    """A TcpInfo over ``head[at:]`` (tcp_info bytes 0..HEAD_END) and ``tail`` (bytes
-    TAIL_START.. at least PACKED_MIN)."""
+def packed_tcp_info(raw: bytes, at: int) -> PackedTcpInfo:
+    """A TcpInfo over ``raw`` (tcp_info bytes 0..PACKED_MIN, FOLD_START..FOLD_END unread),
+    found ``at`` bytes into its message."""
     info = _new_packed(PackedTcpInfo)
-    _set_head(info, head)
+    _set_raw(info, raw)
     _set_at(info, at)
-    _set_tail(info, tail)
     return info
 
 
