@@ -8,7 +8,7 @@ through :func:`netdash.record.to_jsonable`, so a recorded sample can stand in fo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 # Kernel TCP states, include/net/tcp_states.h. UDP and UNIX sockets reuse the same numbers
 # (TCP_ESTABLISHED for connected, TCP_CLOSE for unconnected, TCP_LISTEN for listening).
@@ -54,7 +54,7 @@ NO_OWNER_DENIED = "owner hidden: a process refused access to its fds, even to ro
 NO_OWNER_UNKNOWN = "no owner found: kernel socket, or its process just closed it"
 
 
-@dataclass(frozen=True)  # no slots, on purpose: see below
+@dataclass(frozen=True)  # no field slots, on purpose: see below
 class TcpInfo:
     """The fields of ``struct tcp_info`` (linux/tcp.h) that netdash shows.
 
@@ -62,10 +62,14 @@ class TcpInfo:
     Linux 4.x are ``None`` when the kernel's struct is too short to hold them.
 
     Live records are :class:`~netdash.sources.tcpinfo.PackedTcpInfo`, a subclass that reads
-    each field from the kernel's bytes. With 39 slots here every one of those would carry 312
-    bytes of empty slots (31 MB at 100,000 sockets); without them a packed record is ~100
-    bytes, and only the rare eager record (old kernels, recordings) pays for a ``__dict__``.
+    each field from the kernel's bytes. This class has no storage of its own, so that a packed
+    record carries neither 39 empty slots (312 bytes, 31 MB at 100,000 sockets) nor a
+    ``__dict__`` (48 bytes): calling it builds an eager record (old kernels, recordings,
+    copies), an instance of a private subclass that keeps the fields in a ``__dict__`` and
+    calls itself TcpInfo.
     """
+
+    __slots__ = ()
 
     ca_state: int
     retransmits: int  # retransmissions of the segment in flight now (ss "retrans:X/...")
@@ -114,6 +118,19 @@ class TcpInfo:
     @property
     def rttvar_ms(self) -> float:
         return self.rttvar_us / 1000.0
+
+    def __new__(cls, *args: object, **kwargs: object) -> TcpInfo:
+        return object.__new__(_EagerTcpInfo if cls is TcpInfo else cls)
+
+    def __reduce__(self) -> tuple[type[TcpInfo], tuple[int | None, ...]]:
+        return TcpInfo, tuple(getattr(self, item.name) for item in fields(self))
+
+
+class _EagerTcpInfo(TcpInfo):
+    """What ``TcpInfo(...)`` builds: no ``__slots__``, so the fields go to a ``__dict__``."""
+
+
+_EagerTcpInfo.__name__ = _EagerTcpInfo.__qualname__ = "TcpInfo"  # as repr() and errors say
 
 
 @dataclass(frozen=True, slots=True)

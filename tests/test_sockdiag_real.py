@@ -588,9 +588,11 @@ def test_packed_tcp_info_reads_what_the_parser_reads_and_acts_as_a_tcp_info() ->
     assert packed == eager and eager == packed and hash(packed) == hash(eager)
     assert repr(packed) == repr(eager) and packed.rtt_ms == eager.rtt_ms
     for plain in (copy.copy(packed), pickle.loads(pickle.dumps(packed))):
-        assert type(plain) is TcpInfo and plain == eager
+        assert not isinstance(plain, PackedTcpInfo) and plain == eager
     changed = dataclasses.replace(packed, rtt_us=1)
-    assert type(changed) is TcpInfo and changed.rtt_us == 1 and changed != packed
+    assert isinstance(changed, TcpInfo) and not isinstance(changed, PackedTcpInfo)
+    assert changed.rtt_us == 1 and changed != packed and repr(changed).startswith("TcpInfo(")
+    assert not hasattr(packed, "__dict__")  # no storage beyond its bytes (see TcpInfo)
     moved = bytearray(raw)
     moved[120] ^= 1  # tcpi_bytes_acked
     other = packed_tcp_info(bytes(moved[:PACKED_MIN]), 100)

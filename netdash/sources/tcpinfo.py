@@ -194,8 +194,8 @@ class PackedTcpInfo(TcpInfo):
     never read past the few fields a row or a rate needs.
 
     It is a TcpInfo in every way callers use: ``isinstance``, ``dataclasses.fields`` and
-    ``asdict``, ``==`` and ``hash`` with plain TcpInfo records, ``repr``; copies, pickles and
-    ``dataclasses.replace`` give a plain TcpInfo.
+    ``asdict``, ``==`` and ``hash`` with eager TcpInfo records, ``repr``; copies, pickles and
+    ``dataclasses.replace`` give an eager TcpInfo.
     """
 
     __slots__ = ("_at", "_raw")
@@ -222,9 +222,6 @@ class PackedTcpInfo(TcpInfo):
     def __repr__(self) -> str:
         values = ", ".join(f"{f}={v!r}" for f, v in zip(_NAMES, _all_values(self), strict=True))
         return f"TcpInfo({values})"
-
-    def __reduce__(self) -> tuple[type[TcpInfo], tuple[int | None, ...]]:
-        return TcpInfo, _all_values(self)
 
 
 def _install_fields() -> None:
