@@ -31,6 +31,7 @@ T = TypeVar("T")
 HISTORY_SECONDS = 600.0
 #: Ring buffers never grow past this many points, even at a tiny interval.
 HISTORY_MAX_POINTS = 36_000
+_COOKIE = operator.attrgetter("cookie")
 
 
 def history_points(interval: float, seconds: float = HISTORY_SECONDS) -> int:
@@ -529,9 +530,10 @@ class ConnectionsSampler:
         self.reader = reader
         self.owners = owners
         self.tcp_info = True
-        #: Socket memory (``ss -m``): only a socket's detail view shows it, so the app turns it
-        #: on while one is open (see SockDiag._extensions for its cost).
-        self.memory = False
+        #: The cookie of the one socket whose memory (``ss -m``) is read, by an exact request
+        #: after each read: only a socket's detail view shows memory, and asking it of every
+        #: socket would rebuild every record (see SockDiag.read_one). None: no socket's.
+        self.memory_of: int | None = None
         self.unix = True
         self.is_root = os.geteuid() == 0
         self._clock = clock
@@ -539,10 +541,10 @@ class ConnectionsSampler:
         self._last_sockets: tuple[Socket, ...] = ()
 
     def sample(self) -> SocketSample:
-        read = self.reader.read(tcp_info=self.tcp_info, unix=self.unix, memory=self.memory)
+        read = self.reader.read(tcp_info=self.tcp_info, unix=self.unix, memory=False)
         self.owners.refresh(self._wanted(read.sockets))
         return SocketSample(
-            sockets=read.sockets,
+            sockets=self._with_memory(read.sockets),
             owners=self.owners.owners(),
             fd_tables=self.owners.fd_tables(),
             sources=read.sources,
@@ -563,6 +565,20 @@ class ConnectionsSampler:
             return None
         return {sock.inode: sock.uid for sock in sockets if sock.inode}
 
+    def _with_memory(self, sockets: tuple[Socket, ...]) -> tuple[Socket, ...]:
+        """``sockets`` with the record of :attr:`memory_of` read again with its memory."""
+        cookie = self.memory_of
+        if not cookie:
+            return sockets
+        try:
+            index = list(map(_COOKIE, sockets)).index(cookie)
+        except ValueError:
+            return sockets
+        fuller = self.reader.with_memory(sockets[index])
+        if fuller is sockets[index]:
+            return sockets
+        return (*sockets[:index], fuller, *sockets[index + 1 :])
+
     def close(self) -> None:
         self.reader.close()
 
@@ -577,6 +593,8 @@ class SocketReaderLike(Protocol):
     def read(
         self, *, tcp_info: bool = True, unix: bool = True, memory: bool = True
     ) -> SocketReadLike: ...
+
+    def with_memory(self, sock: Socket) -> Socket: ...
 
     def close(self) -> None: ...
 

@@ -497,6 +497,29 @@ def test_socket_memory_is_asked_for_only_when_wanted(lab: Lab) -> None:
     assert full[client].tcp.rtt_us == lean[client].tcp.rtt_us
 
 
+def test_one_socket_read_again_with_its_memory(lab: Lab) -> None:
+    """``ss -m`` for one socket (the detail view's): an exact request finds TCP and UDP, IPv4
+    and IPv6, listening, connected and device-bound sockets by address and cookie."""
+    roles = ("listen", "est_client", "est_server", "udp", "udp_conn", "est6_client",
+             "listen6", "on_lo", "mapped_server")  # fmt: skip
+    with SocketReader(lab.target) as reader:
+        dumped = {s.inode: s for s in reader.read(memory=False).sockets if s.inode}
+        for role in roles:
+            sock = dumped[lab.inode(role)]
+            again = reader._diag.read_one(sock)  # type: ignore[union-attr]
+            assert again is not None, role
+            assert again.key == sock.key and again.inode == sock.inode, role
+            assert again.mem is not None and sock.mem is None, role
+            assert (again.tcp is not None) == (sock.proto == "tcp"), role
+            assert reader.with_memory(sock).mem is not None, role
+        gone = dataclasses.replace(dumped[lab.inode("est_client")], cookie=1)
+        assert reader._diag.read_one(gone) is None  # type: ignore[union-attr]
+        assert reader.with_memory(gone) is gone
+        unix = dumped[lab.inode("ux_server")]
+        assert reader.with_memory(unix) is unix  # UNIX sockets have no memory reading here
+        assert reader.read(memory=False).sockets  # and the dumps still work after it
+
+
 def test_equal_socket_memory_readings_share_one_record(lab: Lab) -> None:
     with SocketReader(lab.target) as reader:
         sockets = [s for s in reader.read().sockets if s.mem is not None]

@@ -199,3 +199,31 @@ def test_records_are_found_again_past_sockets_that_went_away(
     finally:
         for sock in socks.values():
             sock.close()
+
+
+def test_the_detail_views_socket_alone_is_read_with_memory(
+    target: NetnsTarget, listener: socket.socket
+) -> None:
+    """``memory_of`` (the app sets it while a detail view is open) gives that one socket its
+    memory and leaves every other record as it was kept: opening a detail view at 100k
+    sockets must not rebuild 100k records."""
+    from netdash.engine import ConnectionsSampler
+    from netdash.sources.owners import OwnerMap
+
+    client, server = pair(target, listener)
+    sampler = ConnectionsSampler(SocketReader(target), OwnerMap())
+    with client, server:
+        try:
+            before = {s.inode: s for s in sampler.sample().sockets}
+            sampler.memory_of = before[inode(client)].cookie
+            during = {s.inode: s for s in sampler.sample().sockets}
+            assert during[inode(client)].mem is not None
+            assert during[inode(server)] is before[inode(server)]
+            assert during[inode(server)].mem is None
+            assert during[inode(listener)] is before[inode(listener)]
+            sampler.memory_of = None
+            after = {s.inode: s for s in sampler.sample().sockets}
+            assert after[inode(client)].mem is None
+            assert after[inode(server)] is before[inode(server)]
+        finally:
+            sampler.close()

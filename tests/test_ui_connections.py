@@ -17,7 +17,7 @@ from netdash.ui.panes.connections import ConnectionsPane, FilterStatus
 from netdash.ui.screens.help import HelpScreen
 from netdash.ui.screens.owner_chooser import OwnerChooser
 from netdash.ui.screens.process import ProcessScreen
-from netdash.ui.screens.socket_detail import SocketDetailScreen
+from netdash.ui.screens.socket_detail import SocketDetailScreen, tcp_rows
 from netdash.ui.widgets.state_summary import StateSummary
 from netdash.ui.widgets.status_line import StatusLine
 from netdash.ui.widgets.virtual_table import VirtualTable
@@ -365,6 +365,27 @@ async def test_detail_of_a_connection_shows_its_tcp_info():
             assert field in text, field
         assert str(entry.sock.tcp.snd_cwnd) in text
         assert "(command line not readable)" not in text  # a replay never reads local /proc
+
+
+async def test_detail_view_follows_its_socket_live():
+    """The detail view is live: each refresh shows the socket's new counters."""
+    app = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await load(app, pilot, samples=2)
+        first = await move_cursor_to(
+            pilot, pane, lambda e: e.rate is not None and e.rate.tx > 1000
+        )  # the lab's streaming connection
+        await pilot.press("i")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, SocketDetailScreen)
+        app.sample_now()
+        await pilot.pause()
+        now = screen.entry
+        assert now.key == first.key and now.sock.tcp.bytes_acked > first.sock.tcp.bytes_acked
+        acked = dict(tcp_rows(now.sock.tcp))["bytes acked"]
+        assert acked != dict(tcp_rows(first.sock.tcp))["bytes acked"]
+        assert acked in "\n".join(screen_lines(app))
 
 
 async def test_hostile_names_are_shown_literally():

@@ -121,18 +121,28 @@ async def test_the_views_and_their_keys(tmp_path: Path) -> None:
 
 @needs_root
 async def test_socket_memory_is_read_while_a_detail_view_is_open(tmp_path: Path) -> None:
+    """Only the socket shown: an exact sock_diag request after each read (SockDiag.read_one)."""
     async with live_app(tmp_path) as (app, pilot, port):
-        assert app.sampler.memory is False
+        assert app.sampler.memory_of is None
         await select_client_of(pilot, port)
         await pilot.press("i")
         await pilot.pause()
         assert isinstance(app.screen, SocketDetailScreen)
-        assert app.sampler.memory is True
-        shown = [s for s in app.sampler.sample().sockets if s.remote_port == port]
-        assert shown and all(s.mem is not None for s in shown)
+        cookie = app.screen.entry.sock.cookie
+        assert cookie and app.sampler.memory_of == cookie
+        sample = app.sampler.sample().sockets
+        assert [s.mem is not None for s in sample if s.cookie == cookie] == [True]
+        assert all(s.mem is None for s in sample if s.cookie != cookie)
+        app.sample_now()  # the view is live: the next refresh brings the memory
+        for _ in range(50):
+            await pilot.pause(0.1)
+            text = "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+            if "rmem" in text:
+                break
+        assert "rmem" in text and "memory" in text
         await pilot.press("escape")
         await pilot.pause()
-        assert app.sampler.memory is False
+        assert app.sampler.memory_of is None
         lean = [s for s in app.sampler.sample().sockets if s.remote_port == port]
         assert lean and all(s.mem is None and s.tcp is not None for s in lean)
 

@@ -33,6 +33,7 @@ from netdash.sources.tcpinfo import (
 from netdash.textsafe import decode
 
 SIOCGIFNAME = 0x8910  # linux/sockios.h: ifindex -> name, in the namespace of the fd's socket
+SIOCGIFINDEX = 0x8933  # and name -> ifindex
 # struct inet_diag_msg, after the nlmsghdr: family, state, timer, retrans, then inet_diag_sockid
 # (sport and dport are big-endian, src and dst 16 bytes, if, cookie[2]), then expires (ms),
 # rqueue, wqueue, uid, inode.
@@ -223,6 +224,19 @@ class InetRecords:
                 name = f"if{ifindex}"
             self._ifnames[ifindex] = name
         return name
+
+
+def interface_index(fd: int, name: str) -> int:
+    """The index of interface ``name`` in the namespace of the socket ``fd`` (if_nametoindex
+    would use the calling thread's); ``if<N>``, as ss and :meth:`InetRecords.interface_name`
+    show a vanished one, is N; 0 if unknown."""
+    if name.startswith("if") and name[2:].isdigit():
+        return int(name[2:])
+    request = struct.pack("16si20x", name.encode("utf-8", "surrogateescape")[:15], 0)
+    try:
+        return struct.unpack_from("i", fcntl.ioctl(fd, SIOCGIFINDEX, request), 16)[0]
+    except OSError:
+        return 0
 
 
 def retimed(old: Socket, kind: int, retrans: int, expires: int, read_at: float) -> Socket:

@@ -36,6 +36,7 @@ from netdash.sources.inetrecords import (
     InetRecords,
     Kept,
     deadline_ms,
+    interface_index,
     retimed,
 )
 from netdash.sources.netlink import (  # SockDiagFailed: this module's error, re-exported
@@ -64,6 +65,12 @@ ALL_STATES = 0xFFFFFFFF
 # struct nlmsghdr (linux/netlink.h) followed by struct inet_diag_req_v2 (linux/inet_diag.h):
 # family, protocol, ext, pad, states, then a zeroed inet_diag_sockid (48 bytes: any socket).
 _INET_REQUEST = struct.Struct("=IHHII BBBx I 48x")
+# The same request naming one socket (no NLM_F_DUMP): inet_diag_sockid's ports (big-endian),
+# source and destination addresses, bound device and cookie (two u32, low half first).
+_INET_EXACT = struct.Struct("=IHHII BBBx I HH16s16sIII")
+# What the kernel answers an exact request for a socket it no longer has (or a cookie that
+# names another socket now: net/core/sock_diag.c, sock_diag_check_cookie).
+_GONE = {errno.ENOENT, errno.ESTALE}
 # The legacy request (linux/inet_diag.h): nlmsghdr of type TCPDIAG_GETSOCK + struct
 # inet_diag_req: family, src_len, dst_len, ext, a zeroed inet_diag_sockid, states, dbs.
 TCPDIAG_GETSOCK = 18
@@ -223,6 +230,55 @@ class SockDiag(NetlinkDump):
             lambda end, out: self._parse_inet(end, seq, TCPDIAG_GETSOCK, "tcp", details, out),
         )
 
+    def read_one(self, sock: Socket) -> Socket | None:
+        """``sock`` read again on its own, with tcp_info and socket memory: ``ss -m`` for the
+        one socket a detail view shows. Asking every socket's memory in the dumps would cost
+        the kernel ~10% more per dump and this reader every record it keeps (a dump with other
+        attributes compares with none of them). None if the kernel no longer has the socket.
+        """
+        proto = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}.get(sock.proto)
+        family = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}.get(sock.family)
+        if proto is None or family is None or sock.local_addr is None:
+            raise ValueError(f"read_one: not an inet socket: {sock.proto}/{sock.family}")
+        seq = self._next_seq()
+        local = (socket.htons(sock.local_port or 0), _packed_address(family, sock.local_addr))
+        remote = (socket.htons(sock.remote_port or 0), _packed_address(family, sock.remote_addr))
+        if proto == socket.IPPROTO_UDP:  # udp_diag looks up (src, dst) as a packet's: swapped
+            local, remote = remote, local
+        ifindex = interface_index(self._sock.fileno(), sock.interface) if sock.interface else 0
+        request = _INET_EXACT.pack(
+            _INET_EXACT.size, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0,
+            family, proto, (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_SKMEMINFO - 1)),
+            ALL_STATES, local[0], remote[0], local[1], remote[1], ifindex,
+            sock.cookie & 0xFFFFFFFF, sock.cookie >> 32,
+        )  # fmt: skip
+        replies = self._replies(request)
+        try:
+            end = next(replies)
+            self._read_at = time.monotonic()
+            return self._exact_reply(end, seq, sock.proto)
+        except SockDiagFailed as err:
+            if err.errno in _GONE:
+                return None
+            raise
+        finally:
+            replies.close()
+
+    def _exact_reply(self, end: int, seq: int, proto: str) -> Socket | None:
+        view, off = self._view, 0
+        while off < end:
+            length, mtype, _, mseq, _, cookie, expires = _INET_HEAD.unpack_from(view, off)
+            if mtype == SOCK_DIAG_BY_FAMILY and mseq == seq and length >= INET_MSG_END:
+                kept = self._records.build(
+                    view, off, proto, length > INET_MSG_END, proto == "tcp", expires,
+                    self._read_at, cookie,
+                )  # fmt: skip
+                return kept if type(kept) is not tuple else kept[4]  # type: ignore[index,return-value]
+            if check_control(view, off, length, mtype, mseq, seq):
+                return None
+            off += (length + 3) & ~3
+        return None
+
     def _extensions(self, details: bool, memory: bool) -> int:
         """idiag_ext for a dump. A change of extensions forgets the kept records: a record
         compares only the bytes it was built from, and one built without tcp_info would
@@ -369,3 +425,10 @@ class SockDiag(NetlinkDump):
             off += (length + 3) & ~3
         self._pos = pos
         return False
+
+
+def _packed_address(family: int, text: str | None) -> bytes:
+    """An inet_diag_sockid address: 16 bytes, IPv4 in the first 4; zeros for none."""
+    if text is None:
+        return bytes(16)
+    return socket.inet_pton(family, text).ljust(16, b"\0")

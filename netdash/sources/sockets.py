@@ -123,6 +123,17 @@ class SocketReader:
                 self._diag.end()
         return SocketRead(tuple(sockets), sources, tuple(dict.fromkeys(gaps)))
 
+    def with_memory(self, sock: Socket) -> Socket:
+        """``sock`` read again with its socket memory (``ss -m``), for the one socket a detail
+        view shows; ``sock`` itself where that cannot be had: UNIX sockets and /proc/net
+        records have none, and a socket gone since the read is dropped by the next one."""
+        if self._diag is None or sock.proto not in PROTOCOLS[:2] or sock.proto in self._proc_only:
+            return sock
+        try:
+            return self._diag.read_one(sock) or sock
+        except (SourceError, ValueError, OSError):
+            return sock
+
     def _read_proto(
         self, proto: str, tcp_info: bool, memory: bool, gaps: list[str]
     ) -> tuple[list[Socket], str]:

@@ -575,8 +575,9 @@ class NetdashApp(App[int]):
         status.shown, status.total = len(pane.view), pane.view.total
         status.error = None
         status.redraw()
-        if isinstance(self.screen, ProcessScreen):
-            self.screen.apply_update(update)
+        for screen in self.screen_stack:  # a detail view may sit on a Process screen
+            if isinstance(screen, ProcessScreen | SocketDetailScreen):
+                screen.apply_update(update)
 
     @on(TalkersUpdated)
     @survives_closing
@@ -662,16 +663,16 @@ class NetdashApp(App[int]):
 
     @on(ConnectionsPane.OpenDetail)
     def _open_detail(self, message: ConnectionsPane.OpenDetail) -> None:
-        # Socket memory is read only while a detail view shows it (the sampler's memory flag).
-        self._set_socket_memory(True)
+        # Socket memory is read only for the socket a detail view shows (the sampler's memory_of).
+        self._set_socket_memory(message.entry.sock.cookie or None)
         self.push_screen(
             SocketDetailScreen(message.entry, message.fds, live=self.live),
-            callback=lambda _: self._set_socket_memory(False),
+            callback=lambda _: self._set_socket_memory(None),
         )
 
-    def _set_socket_memory(self, wanted: bool) -> None:
-        if getattr(self.sampler, "memory", wanted) != wanted:
-            self.sampler.memory = wanted  # type: ignore[attr-defined]
+    def _set_socket_memory(self, cookie: int | None) -> None:
+        if hasattr(self.sampler, "memory_of") and self.sampler.memory_of != cookie:
+            self.sampler.memory_of = cookie
             self.poller.poke()
 
     @on(ConnectionsPane.Diagnose)

@@ -1,4 +1,8 @@
-"""`i`: one socket in full — addresses, queues, every tcp_info field, timer, memory, owners."""
+"""`i`: one socket in full — addresses, queues, every tcp_info field, timer, memory, owners.
+
+Live: each refresh replaces the socket's facts (:meth:`SocketDetailScreen.apply_update`), and
+the app has the sampler read this one socket's memory while the view is open.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,13 @@ from textual.widgets import Static
 from netdash.model import TcpInfo
 from netdash.textsafe import visible
 from netdash.ui.format import human_bytes, milliseconds
-from netdash.ui.panes.connection_rows import ConnEntry, local_label, proto_label, remote_label
+from netdash.ui.panes.connection_rows import (
+    ConnectionsUpdate,
+    ConnEntry,
+    local_label,
+    proto_label,
+    remote_label,
+)
 
 CA_STATES = {0: "open", 1: "disorder", 2: "cwr", 3: "recovery", 4: "loss"}
 
@@ -117,29 +127,56 @@ class SocketDetailScreen(ModalScreen[None]):
         self.entry = entry
         self.fds = fds or {}
         self.live = live
+        self.gone = False
 
     def compose(self) -> ComposeResult:
+        with VerticalScroll(id="detail-body"):
+            yield Static(self._title(), id="detail-title")
+            yield Static(self._facts(), id="facts")
+            yield Static(self._owners_text({}), id="owners")
+            yield Static(self._tcp_info(), id="tcp-info")
+
+    def apply_update(self, update: ConnectionsUpdate) -> None:
+        """Show the socket as the latest refresh has it; if it went away, say so and keep the
+        last facts."""
+        key = self.entry.key
+        if key in update.removed:
+            self.gone = True
+        else:
+            row = next((row for row in update.changed if row.key == key), None)
+            if row is None:
+                return
+            self.entry, self.gone = row, False
+        self.query_one("#detail-title", Static).update(self._title())
+        self.query_one("#facts", Static).update(self._facts())
+        self.query_one("#tcp-info", Static).update(self._tcp_info())
+
+    def _title(self) -> Text:
+        text = Text("socket detail", style="bold")
+        if self.gone:
+            text.append("  (gone: the last reading)", style="bold red")
+        return text
+
+    def _facts(self) -> Table:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
         now = time.monotonic() if self.live else None
         for label, value in detail_rows(self.entry, now):
             table.add_row(label, Text(value))
-        tcp_table = None
+        return table
+
+    def _tcp_info(self) -> Table | Text:
         info = self.entry.sock.tcp
-        if info is not None and self.entry.sock.state != "LISTEN":  # a listener's are all zero
-            tcp_table = Table.grid(padding=(0, 2))
-            tcp_table.add_column(style="bold cyan", no_wrap=True)
-            tcp_table.add_column()
-            tcp_table.add_row(Text("tcp_info", style="bold"), "")
-            for label, value in tcp_rows(info):
-                tcp_table.add_row(label, Text(value))
-        with VerticalScroll(id="detail-body"):
-            yield Static(Text("socket detail", style="bold"))
-            yield Static(table)
-            yield Static(self._owners_text({}), id="owners")
-            if tcp_table is not None:
-                yield Static(tcp_table)
+        if info is None or self.entry.sock.state == "LISTEN":  # a listener's are all zero
+            return Text("")
+        tcp_table = Table.grid(padding=(0, 2))
+        tcp_table.add_column(style="bold cyan", no_wrap=True)
+        tcp_table.add_column()
+        tcp_table.add_row(Text("tcp_info", style="bold"), "")
+        for label, value in tcp_rows(info):
+            tcp_table.add_row(label, Text(value))
+        return tcp_table
 
     def on_mount(self) -> None:
         if self.entry.owners and self.live:
