@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netdash import __version__
+from netdash.malloc import return_large_blocks
 from netdash.sources.errors import PermissionNeeded, SourceError
 
 if TYPE_CHECKING:  # the dump path imports these only when it runs
@@ -449,6 +450,7 @@ def run_tui(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    return_large_blocks()  # netdash.malloc: a refresh's big transients go back to the kernel
     try:
         if args.command == "dump" and args.what == "routes":
             return run_dump_routes(args)
