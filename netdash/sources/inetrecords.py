@@ -19,9 +19,7 @@ from netdash.sources.tcpinfo import (
     FOLD_END,
     FOLD_START,
     FOLDED_MSG_FIELDS,
-    INET_DIAG_INFO,
     INET_MSG_END,
-    NLATTR,
     NLMSG_HEADER,
     PACKED_MIN,
     AttrLayout,
@@ -139,12 +137,6 @@ class InetRecords:
         head = bytes(view[base : max(info_end, mem_end, off + INET_MSG_END)])
         sock = self._inet_socket(view, off, proto, tcp, mem, expires, read_at, cookie)
         return (head, b"", 0, deadline_ms(expires, read_at), sock)
-
-    @property
-    def info_header(self) -> bytes:
-        """The nlattr header of tcp_info in this kernel's messages (as last seen): a kept
-        record's tcp_info is only looked for where this header precedes it."""
-        return NLATTR.pack(self._layout.info_len, INET_DIAG_INFO)
 
     def _inet_socket(
         self, view: memoryview, off: int, proto: str, tcp: TcpInfo | None, mem: MemInfo | None,

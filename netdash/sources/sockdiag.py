@@ -312,7 +312,6 @@ class SockDiag(NetlinkDump):
         add_cookie, add_kept = self._next_cookies.append, self._next_kept.append
         same, seek = buf.startswith, self._seek
         header, build, append = _INET_HEAD.unpack_from, self._records.build, out.append
-        info_header = self._records.info_header
         into, into_end, fold_from, fold_to = FOLD_START, FOLD_END, FOLD_FROM, FOLD_TO
         want_info = details and proto == "tcp"
         read_at = self._read_at
@@ -341,8 +340,12 @@ class SockDiag(NetlinkDump):
                     timer = sock.timer
                     deadline = round(timer.fires_at * 1000) if timer and timer.expires_ms else 0
                 if fresh and tail_at:  # fold, then compare the packed tcp_info (FOLD_START)
+                    # tcp_info sits where it sat: the attributes before it are the same set for
+                    # a socket's whole life (its family, the reader's request and privileges;
+                    # a change of request forgets every record). A socket that left for
+                    # TIME_WAIT has no tcp_info: its message is too short to be written to.
                     at = off + tail_at
-                    fresh = tail_at + PACKED_MIN <= length and same(info_header, at - 4)
+                    fresh = tail_at + PACKED_MIN <= length
                     if fresh:
                         view[at + into : at + into_end] = view[off + fold_from : off + fold_to]
                         fresh = same(tail, at)
