@@ -340,15 +340,19 @@ async def test_detail_of_a_shared_listener_lists_every_owner():
         assert app.screen is app.screen_stack[0]
 
 
+async def open_detail_of_the_stream(app: NetdashApp, pilot: Pilot, samples: int) -> ConnEntry:
+    """Load ``samples``, put the cursor on the lab's streaming connection and press ``i``."""
+    pane = await load(app, pilot, samples=samples)
+    entry = await move_cursor_to(pilot, pane, lambda e: e.rate is not None and e.rate.tx > 1000)
+    await pilot.press("i")
+    await pilot.pause()
+    return entry
+
+
 async def test_detail_of_a_connection_shows_its_tcp_info():
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        pane = await load(app, pilot, samples=3)
-        entry = await move_cursor_to(
-            pilot, pane, lambda e: e.rate is not None and e.rate.tx > 1000
-        )  # the lab's streaming connection
-        await pilot.press("i")
-        await pilot.pause()
+        entry = await open_detail_of_the_stream(app, pilot, samples=3)
         text = "\n".join(screen_lines(app))
         for field in (
             "tcp_info",
@@ -371,12 +375,7 @@ async def test_detail_view_follows_its_socket_live():
     """The detail view is live: each refresh shows the socket's new counters."""
     app = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        pane = await load(app, pilot, samples=2)
-        first = await move_cursor_to(
-            pilot, pane, lambda e: e.rate is not None and e.rate.tx > 1000
-        )  # the lab's streaming connection
-        await pilot.press("i")
-        await pilot.pause()
+        first = await open_detail_of_the_stream(app, pilot, samples=2)
         screen = app.screen
         assert isinstance(screen, SocketDetailScreen)
         app.sample_now()
