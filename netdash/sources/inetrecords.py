@@ -217,18 +217,16 @@ class InetRecords:
             self._ifnames[ifindex] = name
         return name
 
-
-def interface_index(fd: int, name: str) -> int:
-    """The index of interface ``name`` in the namespace of the socket ``fd`` (if_nametoindex
-    would use the calling thread's); ``if<N>``, as ss and :meth:`InetRecords.interface_name`
-    show a vanished one, is N; 0 if unknown."""
-    if name.startswith("if") and name[2:].isdigit():
-        return int(name[2:])
-    request = struct.pack("16si20x", name.encode("utf-8", "surrogateescape")[:15], 0)
-    try:
-        return struct.unpack_from("i", fcntl.ioctl(fd, SIOCGIFINDEX, request), 16)[0]
-    except OSError:
-        return 0
+    def interface_index(self, name: str) -> int:
+        """:meth:`interface_name` the other way: ``if<N>`` (a vanished interface) is N; 0 if
+        unknown."""
+        if name.startswith("if") and name[2:].isdigit():
+            return int(name[2:])
+        request = struct.pack("16si20x", name.encode("utf-8", "surrogateescape")[:15], 0)
+        try:
+            return struct.unpack_from("i", fcntl.ioctl(self._fd, SIOCGIFINDEX, request), 16)[0]
+        except OSError:
+            return 0
 
 
 def retimed(old: Socket, kind: int, retrans: int, expires: int, read_at: float) -> Socket:

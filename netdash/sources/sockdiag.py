@@ -36,7 +36,6 @@ from netdash.sources.inetrecords import (
     InetRecords,
     Kept,
     deadline_ms,
-    interface_index,
     retimed,
 )
 from netdash.sources.netlink import (  # SockDiagFailed: this module's error, re-exported
@@ -245,7 +244,7 @@ class SockDiag(NetlinkDump):
         remote = (socket.htons(sock.remote_port or 0), _packed_address(family, sock.remote_addr))
         if proto == socket.IPPROTO_UDP:  # udp_diag looks up (src, dst) as a packet's: swapped
             local, remote = remote, local
-        ifindex = interface_index(self._sock.fileno(), sock.interface) if sock.interface else 0
+        ifindex = self._records.interface_index(sock.interface) if sock.interface else 0
         request = _INET_EXACT.pack(
             _INET_EXACT.size, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0,
             family, proto, (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_SKMEMINFO - 1)),
@@ -346,7 +345,7 @@ class SockDiag(NetlinkDump):
                     # TIME_WAIT has no tcp_info: its message is too short to be written to.
                     at = off + tail_at
                     fresh = tail_at + PACKED_MIN <= length
-                    if fresh:
+                    if fresh:  # inetrecords.fold_fields, inlined
                         view[at + into : at + into_end] = view[off + fold_from : off + fold_to]
                         fresh = same(tail, at)
                 if fresh:

@@ -139,13 +139,14 @@ class SocketDetailScreen(ModalScreen[None]):
     def apply_update(self, update: ConnectionsUpdate) -> None:
         """Show the socket as the latest refresh has it; if it went away, say so and keep the
         last facts."""
-        key = self.entry.key
-        if key in update.removed:
+        if update.view is None:  # nothing changed
+            return
+        row = update.view.get(self.entry.key)
+        if row is self.entry:
+            return
+        if row is None:
             self.gone = True
         else:
-            row = next((row for row in update.changed if row.key == key), None)
-            if row is None:
-                return
             self.entry, self.gone = row, False
         self.query_one("#detail-title", Static).update(self._title())
         self.query_one("#facts", Static).update(self._facts())
