@@ -120,6 +120,8 @@ def _build_lab(lab: Lab, tmp: Path) -> None:
     s["on_lo"].setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
     s["on_lo"].bind(("127.0.0.1", 0))
     s["on_lo"].listen()
+    s["bound_only"] = socket.socket()  # bound, never listened on: ss -a does not list it
+    s["bound_only"].bind(("127.0.0.1", 0))
     s["nobody"] = _as_nobody(socket.AF_INET, socket.SOCK_DGRAM)
     s["nobody"].bind(("127.0.0.1", 0))
     # UNIX: a stream listener with a connected pair, a datagram socket, an abstract name.
