@@ -5,6 +5,10 @@ sockets, compares only their packed tcp_info with the message's queues, uid and 
 (netdash.sources.sockdiag, inetrecords). Each test changes a socket in a way tcp_info may not
 show, or removes sockets from the middle of the order, and checks the next read against a fresh
 reader's (``reuse_unchanged=False``) and against what the test knows first-hand.
+
+Every test runs twice: socket by socket, and with runs of unchanged sockets matched whole
+(netdash.sources.msgruns) from the second read on and from a run of one socket, so that each
+change is also one a run must notice.
 """
 
 from __future__ import annotations
@@ -20,8 +24,24 @@ import pytest
 
 from netdash.model import Socket
 from netdash.netns import NetnsTarget, entered, resolve_netns
-from netdash.sources import sockdiag
+from netdash.sources import msgruns, sockdiag
 from netdash.sources.sockets import SocketReader
+
+
+@pytest.fixture(autouse=True, params=["socket by socket", "in runs"])
+def compared(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "socket by socket":
+        monkeypatch.setattr(msgruns, "MAX_BYTES", 0)
+    else:
+        monkeypatch.setattr(msgruns, "MIN_RUN", 1)
+        start = msgruns.MessageRuns.__init__
+
+        def record_from_the_first_read(self: msgruns.MessageRuns) -> None:
+            start(self)
+            self._last_read_bytes = 0
+
+        monkeypatch.setattr(msgruns.MessageRuns, "__init__", record_from_the_first_read)
+    return str(request.param)
 
 
 def inode(sock: socket.socket) -> int:

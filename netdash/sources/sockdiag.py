@@ -38,6 +38,7 @@ from netdash.sources.inetrecords import (
     deadline_ms,
     retimed,
 )
+from netdash.sources.msgruns import MessageRuns
 from netdash.sources.netlink import (  # SockDiagFailed: this module's error, re-exported
     NLM_F_DUMP,
     NLM_F_REQUEST,
@@ -88,9 +89,20 @@ _COMPAT_REFUSED = {errno.EINVAL, errno.ENOENT, errno.EOPNOTSUPP, errno.EPROTONOS
 _INET_HEAD = struct.Struct("=IHHI4x40xIQI")
 _EXPIRES_AT = NLMSG_HEADER + 52  # inet_diag_msg.idiag_expires
 _ZERO4 = bytes(4)
+_ZERO_FOLD = bytes(FOLD_END - FOLD_START)
 # How far a running timer's deadline (read time + idiag_expires) may wander between reads and
 # still be the same deadline: jiffies (up to 10 ms) and when exactly the kernel filled a reply.
 _SLACK_MS = 50
+# Unchanged sockets in a row after which the loop tries a run again (msgruns), and how long a
+# run it tries per socket of the streak: a busy table, where most sockets change, seldom gets
+# there and then tries short runs, so misses cost it little.
+_RUN_AFTER = 2
+_RUN_PER_STREAK = 4
+# The sequence number of every inet dump, which each of its messages carries: the same for each
+# so that an unchanged socket's message is the same bytes from one sample to the next (msgruns).
+# A dump is drained before the next request (NetlinkDump._replies), so none can be taken for
+# another; 0 is never one of _next_seq's, which the other requests use.
+_DUMP_SEQ = 0
 # How far ahead in the previous sample's order a socket is looked for: past the sockets that
 # went away since (a miss builds a new record, as for a new socket).
 _LOOK_AHEAD = 128
@@ -114,24 +126,30 @@ class SockDiag(NetlinkDump):
         self._records = InetRecords(self._sock.fileno())
         self._sampling = False
         self._read_at = 0.0  # time.monotonic() of the reply being parsed
+        self._runs = MessageRuns()  # the previous sample's messages, compared a run at a time
+        self._streak = 0  # sockets in a row found unchanged: when to try a run again
 
     def begin(self) -> None:
         """Start a sample of several dumps: records of the previous sample can be reused until
         :meth:`end`. (A dump outside begin/end is a sample of its own.)"""
         self._next_cookies, self._next_kept, self._pos = [], [], 0
         self._sampling = True
+        self._streak = _RUN_AFTER
         if self._records.new_sample():
             self._forget()
+        self._runs.begin(self._reuse)
 
     def end(self) -> None:
         """Finish a sample: only the records it used are kept for the next one."""
         self._cookies, self._kept = self._next_cookies, self._next_kept
         self._next_cookies, self._next_kept = [], []
         self._sampling = False
+        self._runs.end()
 
     def _forget(self) -> None:
         """Keep no record of the previous sample: none may stand for a socket read now."""
         self._cookies, self._kept, self._pos = [], [], 0
+        self._runs.forget()
 
     def _seek(self, cookie: int, pos: int) -> int:
         """Where ``cookie`` is in the previous sample's order from ``pos``, a little ahead;
@@ -183,7 +201,7 @@ class SockDiag(NetlinkDump):
         """:meth:`dump_inet` one reply buffer at a time (~70 sockets with tcp_info): a caller
         that writes each batch out and drops it never holds the whole table."""
         ext = self._extensions(details, memory)
-        seq = self._next_seq()
+        seq = _DUMP_SEQ
         request = _INET_REQUEST.pack(
             _INET_REQUEST.size, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0,
             family, proto, ext, ALL_STATES,
@@ -224,7 +242,7 @@ class SockDiag(NetlinkDump):
 
     def _iter_tcp_compat(self, details: bool, memory: bool) -> Iterator[list[Socket]]:
         ext = self._extensions(details, memory)
-        seq = self._next_seq()
+        seq = _DUMP_SEQ
         request = _TCP_COMPAT_REQUEST.pack(
             _TCP_COMPAT_REQUEST.size, TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0,
             socket.AF_UNSPEC, 0, 0, ext, ALL_STATES, 0,
@@ -307,13 +325,19 @@ class SockDiag(NetlinkDump):
     ) -> bool:
         """Parse one reply buffer into ``out``; True once the dump is complete.
 
-        The hot loop of the whole source: at 100k sockets every attribute lookup counts. An idle
-        socket costs one unpack, a list lookup, a 16-byte copy and one ``startswith`` (memcmp).
+        The hot loop of the whole source: at 100k sockets every attribute lookup counts. Runs of
+        sockets unchanged since the previous sample are matched whole (:mod:`msgruns`); the
+        others cost one unpack, a list lookup, a 16-byte copy and one ``startswith`` (memcmp)
+        each when unchanged, a new record when not.
         """
-        view, buf, keep = self._view, self._buf, self._reuse
+        view, buf, keep, runs = self._view, self._buf, self._reuse, self._runs
         cookies, kept_list, pos = self._cookies, self._kept, self._pos
         known = len(cookies) if keep else 0
         add_cookie, add_kept = self._next_cookies.append, self._next_kept.append
+        gather = keep and runs.batch(end, len(self._next_cookies) == runs.gathered)
+        add_length, add_fold, add_record = runs.adders()
+        run_known, streak = (runs.known if keep else 0), self._streak
+        gathered_from = 0
         same, seek = buf.startswith, self._seek
         header, build, append = _INET_HEAD.unpack_from, self._records.build, out.append
         into, into_end, fold_from, fold_to = FOLD_START, FOLD_END, FOLD_FROM, FOLD_TO
@@ -322,16 +346,34 @@ class SockDiag(NetlinkDump):
         now_ms = int(read_at * 1000)
         off = 0
         while off < end:
+            if streak >= _RUN_AFTER and pos < run_known:
+                took, span, differs = runs.match(view, off, end, pos, streak * _RUN_PER_STREAK)
+                if took:
+                    matched = runs.take(pos, pos + took, gather)
+                    self._next_cookies += cookies[pos : pos + took]
+                    self._next_kept += kept_list[pos : pos + took]
+                    out += matched
+                    pos += took
+                    off += span
+                    streak += took
+                if differs:
+                    streak = 0
+                elif took:
+                    continue
             length, mtype, _, mseq, ifindex, cookie, expires = header(view, off)
             if mtype != kind or mseq != seq or length < INET_MSG_END:
+                if gather:
+                    runs.write(view, gathered_from, off)
+                    gathered_from = off + ((length + 3) & ~3)
                 if check_control(view, off, length, mtype, mseq, seq):
-                    self._pos = pos
+                    self._pos, self._streak = pos, streak
                     return True
                 off += (length + 3) & ~3
                 continue
             if expires:  # a running timer counts down on every read: compared apart
                 buf[off + _EXPIRES_AT : off + _EXPIRES_AT + 4] = _ZERO4
             found = (pos if cookies[pos] == cookie else seek(cookie, pos)) if pos < known else -1
+            fresh = False
             if found >= 0:
                 pos = found + 1
                 cookie, kept = cookies[found], kept_list[found]  # the record's own cookie int
@@ -365,20 +407,30 @@ class SockDiag(NetlinkDump):
                             kept = (head, tail, tail_at, deadline_ms(expires, read_at), sock)
                         else:
                             kept = sock
-                    if keep:
-                        add_cookie(cookie)
-                        add_kept(kept)
-                    append(sock)
-                    off += (length + 3) & ~3
-                    continue
-            kept = build(view, off, proto, details and length > INET_MSG_END, want_info,
-                         expires, read_at, cookie)  # fmt: skip
+                    streak += 1
+            if not fresh:
+                streak = 0
+                kept = build(view, off, proto, details and length > INET_MSG_END, want_info,
+                             expires, read_at, cookie)  # fmt: skip
+                if type(kept) is tuple:
+                    sock, tail_at = kept[4], kept[2]  # type: ignore[index,misc]
+                else:
+                    sock, tail_at = kept, kept.tcp._at  # type: ignore[union-attr]
             if keep:
                 add_cookie(cookie)
                 add_kept(kept)
-            append(kept if type(kept) is not tuple else kept[4])  # type: ignore[arg-type,index]
+            if gather:  # gathered with the folded fields zeroed, as msgruns compares them
+                fold = tail_at + into if tail_at and tail_at + PACKED_MIN <= length else 0
+                if fold:
+                    view[off + fold : off + fold + into_end - into] = _ZERO_FOLD
+                add_length((length + 3) & ~3)
+                add_fold(fold)
+                add_record(sock)
+            append(sock)
             off += (length + 3) & ~3
-        self._pos = pos
+        if gather:
+            runs.write(view, gathered_from, min(off, end))
+        self._pos, self._streak = pos, streak
         return False
 
     # ------------------------------------------------------------------------------ unix
