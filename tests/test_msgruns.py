@@ -180,3 +180,30 @@ def test_runs_of_mixed_families_and_states_are_matched_too(target: NetnsTarget, 
     finally:
         for sock in (listener6, *clients6, *servers6):
             sock.close()
+
+
+def test_a_busy_table_stops_trying_runs_and_takes_them_up_when_it_quiets(
+    target: NetnsTarget, pairs
+) -> None:
+    """When most sockets change from one read to the next, a run would seldom match: the reader
+    neither tries nor gathers them, but looks again every few reads."""
+    from netdash.sources import sockdiag
+
+    with SocketReader(target) as reader:
+        for _ in range(3):
+            read(reader)
+        for _ in range(3):  # every socket changes on every read
+            for client, _server in pairs:
+                client.sendall(b"z")
+            time.sleep(0.05)
+            busy = read(reader)
+        assert matched(reader) == 0
+        assert reader._diag is not None and reader._diag._runs.known == 0  # not gathered
+        same_as_fresh(target, busy)
+        for _client, server in pairs:
+            server.recv(16)
+        reads = 0
+        while matched(reader) < 2 * PAIRS - 2 * msgruns.MIN_RUN:
+            read(reader)
+            reads += 1
+            assert reads <= sockdiag._PROBE_EVERY + 2

@@ -7,8 +7,8 @@ show, or removes sockets from the middle of the order, and checks the next read 
 reader's (``reuse_unchanged=False``) and against what the test knows first-hand.
 
 Every test runs twice: socket by socket, and with runs of unchanged sockets matched whole
-(netdash.sources.msgruns) from the second read on and from a run of one socket, so that each
-change is also one a run must notice.
+(netdash.sources.msgruns) from the second read on, from a run of one socket and however many
+sockets changed, so that each change is also one a run must notice.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def compared(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setattr(msgruns, "MAX_BYTES", 0)
     else:
         monkeypatch.setattr(msgruns, "MIN_RUN", 1)
+        monkeypatch.setattr(sockdiag, "_RUN_GAP", 0)  # however many sockets changed
         start = msgruns.MessageRuns.__init__
 
         def record_from_the_first_read(self: msgruns.MessageRuns) -> None:

@@ -77,7 +77,8 @@ class MessageRuns:
 
     @property
     def gathered(self) -> int:
-        """How many sockets the sample being read has gathered so far."""
+        """How many sockets the sample being read has gathered so far (a reply's records are
+        counted once it is parsed)."""
         return len(self._next_records)
 
     def begin(self, enabled: bool) -> None:
@@ -117,9 +118,13 @@ class MessageRuns:
             self.recording = False
         return self.recording and covered
 
-    def adders(self) -> tuple[Adder[int], Adder[int], Adder[Socket]]:
-        """Bound appends for the loop: length, fold offset, record of one socket gathered."""
-        return self._next_lengths.append, self._next_folds.append, self._next_records.append
+    def adders(self) -> tuple[Adder[int], Adder[int]]:
+        """Bound appends for the loop: length and fold offset of one socket gathered."""
+        return self._next_lengths.append, self._next_folds.append
+
+    def gather_records(self, records: list[Socket]) -> None:
+        """The records of a reply gathered (lengths, folds and bytes given apart)."""
+        self._next_records += records
 
     def write(self, view: memoryview, start: int, stop: int) -> None:
         """Gather the messages in ``view[start:stop]`` (the loop has zeroed their folds)."""
@@ -165,15 +170,13 @@ class MessageRuns:
         return last - pos, span, differs
 
     def take(self, pos: int, stop: int, gather: bool) -> list[Socket]:
-        """The records of the previous sample's sockets ``pos..stop``, matched; gathered for
-        the next sample too if ``gather``."""
-        records = self._records[pos:stop]
+        """The records of the previous sample's sockets ``pos..stop``, matched; their lengths
+        and folds gathered for the next sample too if ``gather``."""
         self.matched += stop - pos
         if gather:
             self._next_lengths += self._lengths[pos:stop]
             self._next_folds += self._folds[pos:stop]
-            self._next_records += records
-        return records
+        return self._records[pos:stop]
 
     def _zero_folds(self, scratch: memoryview, pos: int, last: int, first: int) -> None:
         """Zero the folded fields of the previous sample's sockets ``pos..last``, as laid out
