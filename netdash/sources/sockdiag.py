@@ -18,6 +18,10 @@ The kernel lists sockets in the order of its hash tables, which does not change 
 live, so the previous records are kept as lists in that order and found by walking them along
 the dump (a short look-ahead skips the ones that went away): 16 bytes a socket instead of a
 dict's ~50, twice over while a sample replaces the last.
+
+While few sockets change, whole runs of them are matched at once against the previous sample's
+messages kept back to back (:mod:`netdash.sources.msgruns`, one memcmp a run): the loop below
+then reads only the sockets that changed, one by one.
 """
 
 from __future__ import annotations
