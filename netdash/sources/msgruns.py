@@ -26,7 +26,6 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable
 from itertools import accumulate
-from typing import TypeVar
 
 from netdash.model import Socket
 from netdash.sources.tcpinfo import FOLD_END, FOLD_START
@@ -37,9 +36,8 @@ MAX_BYTES = 16 << 20
 #: A run shorter than this is left to the socket-by-socket loop (its fixed cost, ~1.5 µs, is
 #: two sockets' worth of that loop).
 MIN_RUN = 4
-_ZERO_FOLD = bytes(FOLD_END - FOLD_START)
-T = TypeVar("T")
-Adder = Callable[[T], None]
+#: What the folded fields of a message are gathered as (the reuse loop writes it too).
+ZERO_FOLD = bytes(FOLD_END - FOLD_START)
 
 
 class MessageRuns:
@@ -118,7 +116,7 @@ class MessageRuns:
             self.recording = False
         return self.recording and covered
 
-    def adders(self) -> tuple[Adder[int], Adder[int]]:
+    def adders(self) -> tuple[Callable[[int], None], Callable[[int], None]]:
         """Bound appends for the loop: length and fold offset of one socket gathered."""
         return self._next_lengths.append, self._next_folds.append
 
@@ -194,7 +192,7 @@ class MessageRuns:
         for start, fold in zip(self._offsets[pos:last], folds, strict=True):
             if fold:
                 at = start - first + fold
-                scratch[at : at + width] = _ZERO_FOLD
+                scratch[at : at + width] = ZERO_FOLD
 
     def _scratch_for(self, size: int) -> memoryview:
         if len(self._scratch) < size:

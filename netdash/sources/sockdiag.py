@@ -42,7 +42,7 @@ from netdash.sources.inetrecords import (
     deadline_ms,
     retimed,
 )
-from netdash.sources.msgruns import MessageRuns
+from netdash.sources.msgruns import ZERO_FOLD, MessageRuns
 from netdash.sources.netlink import (  # SockDiagFailed: this module's error, re-exported
     NLM_F_DUMP,
     NLM_F_REQUEST,
@@ -93,7 +93,6 @@ _COMPAT_REFUSED = {errno.EINVAL, errno.ENOENT, errno.EOPNOTSUPP, errno.EPROTONOS
 _INET_HEAD = struct.Struct("=IHHI4x40xIQI")
 _EXPIRES_AT = NLMSG_HEADER + 52  # inet_diag_msg.idiag_expires
 _ZERO4 = bytes(4)
-_ZERO_FOLD = bytes(FOLD_END - FOLD_START)
 # How far a running timer's deadline (read time + idiag_expires) may wander between reads and
 # still be the same deadline: jiffies (up to 10 ms) and when exactly the kernel filled a reply.
 _SLACK_MS = 50
@@ -442,7 +441,7 @@ class SockDiag(NetlinkDump):
             if gather:  # gathered with the folded fields zeroed, as msgruns compares them
                 if tail_at:  # a packed tcp_info (build's, or one that compared)
                     at = off + tail_at
-                    view[at + into : at + into_end] = _ZERO_FOLD
+                    view[at + into : at + into_end] = ZERO_FOLD
                     add_fold(tail_at + into)
                 else:
                     add_fold(0)

@@ -404,8 +404,6 @@ class TableView:
                 self._free_slot(slot)
         taken |= freed
         if moved or taken:
-            if not taken:
-                self._own("_all")  # _insert may extend it
             kept = list(filterfalse(taken.__contains__, self._all)) if taken else self._all
             self._all = self._insert(kept, moved)
         if added or freed:
@@ -632,8 +630,7 @@ class TableView:
         one stable sort of the sorted run followed by the sorted newcomers (a merge)."""
         if len(slots) <= INCREMENTAL_LIMIT:
             return self._merge(order, slots)
-        order.extend(self._sorted(slots))
-        return self._sorted(order)
+        return self._sorted(order + self._sorted(slots))  # a new list: order may be shared
 
     def _sorted(
         self, slots: list[int], values: Any = None, reverse: bool | None = None
@@ -687,7 +684,8 @@ class TableView:
 
 #: What a view holds by slot and may share with a copy (see TableView.copy), and those of them
 #: that only adding or removing rows changes (with the rows, values and verdicts).
-_PARTS = ("_rows", "_slot_of", "_arrival", "_values", "_shown", "_free", "_all", "_presorted")
+#: (The sorted order, _all, is never changed in place: each change makes a new list.)
+_PARTS = ("_rows", "_slot_of", "_arrival", "_values", "_shown", "_free", "_presorted")
 _INDEX_PARTS = ("_slot_of", "_arrival", "_free", "_presorted")
 
 
